@@ -1,0 +1,32 @@
+# `make lab`, `make test` and `make run` each do all the set-up they need first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: lab test run bench data clean-data
+
+$(INSTALLED): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed; run: make PYTHON=python3.11 ..."'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+data: $(INSTALLED)
+	$(PY) -m lorautil.data
+
+lab: data
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+test: data
+	$(PY) -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env
+
+run: data
+	$(PY) tools/run_notebooks.py $(NOTEBOOKS)
+
+bench: data
+	$(PY) -m lorautil.bench
+
+clean-data:
+	rm -rf data/MNIST data/*.pt data/adapters

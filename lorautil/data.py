@@ -1,0 +1,193 @@
+"""MNIST as normalised tensors in memory, and DataLoader-identical batches (notebook 02)."""
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# The source documents normalise with mean 0.1301 (the usual MNIST mean is 0.1307): we keep theirs.
+MNIST_MEAN = 0.1301
+MNIST_STD = 0.3081
+DATA_DIR = Path(os.environ.get("LORAUTIL_DATA", Path(__file__).resolve().parents[1] / "data"))
+MIRROR_VARIABLE = "MNIST_MIRROR"
+
+
+class MNISTUnavailableError(RuntimeError):
+    """MNIST could not be found, copied, verified or downloaded (notebook 02)."""
+
+
+@dataclass
+class MNISTTensors:
+    """Normalised MNIST images (N, 784) and labels (N,) held in memory (notebook 02)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index]
+
+    def to(self, device):
+        """Copy both tensors to `device` (notebook 02)."""
+        return MNISTTensors(self.images.to(device), self.labels.to(device))
+
+    def only(self, digits):
+        """The subset whose labels are in `digits`, in the original order (notebook 02)."""
+        keep = torch.isin(self.labels, torch.as_tensor(list(digits), device=self.labels.device))
+        return MNISTTensors(self.images[keep], self.labels[keep])
+
+
+def mnist_files():
+    """The four official file names and their MD5 sums, as torchvision checks them (notebook 02)."""
+    from torchvision import datasets
+
+    return list(datasets.MNIST.resources)
+
+
+def md5_of(path):
+    """MD5 hex digest of a file (notebook 02)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def copy_from_mirror(mirror, root=DATA_DIR):
+    """Copy the four .gz files from a local mirror folder into `root`/MNIST/raw, MD5-checked (notebook 02)."""
+    mirror, raw = Path(mirror), Path(root) / "MNIST" / "raw"
+    if not mirror.is_dir():
+        raise MNISTUnavailableError(
+            f"{MIRROR_VARIABLE}={mirror} is not a folder. Point it at a folder holding the four MNIST "
+            "files (train-images-idx3-ubyte.gz, ...) or unset it to download from the internet.")
+    raw.mkdir(parents=True, exist_ok=True)
+    for name, md5 in mnist_files():
+        target = raw / name
+        if target.exists() and md5_of(target) == md5:
+            continue
+        source = mirror / name
+        if not source.is_file():
+            raise MNISTUnavailableError(
+                f"{source} is missing. The folder named by {MIRROR_VARIABLE} must hold all four official "
+                f"MNIST files: {', '.join(n for n, _ in mnist_files())}.")
+        # Copy to a temporary name, check it, then rename: an interrupted copy never looks complete.
+        fd, tmp = tempfile.mkstemp(dir=raw, prefix=name + ".", suffix=".part")
+        os.close(fd)
+        try:
+            shutil.copyfile(source, tmp)
+            os.chmod(tmp, 0o644)
+            if md5_of(tmp) != md5:
+                raise MNISTUnavailableError(
+                    f"{source} is corrupt or truncated (its MD5 is not {md5}). Copy the file again from a "
+                    "good source, or unset MNIST_MIRROR to download it.")
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def _remove_unverified(raw):
+    """Delete what a failed download or extraction may have left half-written in `raw`."""
+    for name, md5 in mnist_files():
+        archive, extracted = raw / name, raw / name[:-3]
+        if archive.exists() and md5_of(archive) != md5:
+            archive.unlink()
+        if extracted.exists():  # cheap to extract again from a verified archive
+            extracted.unlink()
+
+
+def mnist_dataset(train, root=DATA_DIR, transform=None):
+    """torchvision's MNIST, filled from $MNIST_MIRROR when set, else downloaded (notebook 02)."""
+    from torchvision import datasets
+
+    root = Path(root)
+    mirror = os.environ.get(MIRROR_VARIABLE)
+    if mirror:
+        copy_from_mirror(mirror, root)
+    try:
+        # With verified .gz files in place, torchvision checks them and extracts them: no network needed.
+        return datasets.MNIST(str(root), train=train, download=True, transform=transform)
+    except RuntimeError as error:
+        _remove_unverified(root / "MNIST" / "raw")
+        hint = (f"the files in {mirror} did not load" if mirror else
+                "there is no network, or the download was interrupted")
+        raise MNISTUnavailableError(
+            f"Could not prepare MNIST in {root} ({hint}). Offline, set {MIRROR_VARIABLE} to a folder "
+            f"holding the four official .gz files, e.g. {MIRROR_VARIABLE}=/media/usb/mnist, and run "
+            f"again. Details: {str(error).strip().splitlines()[0]}") from error
+
+
+def normalize(images_uint8):
+    """uint8 images -> float32, bit-identical to ToTensor() then Normalize(0.1301, 0.3081) (notebook 02)."""
+    x = images_uint8.to(torch.float32).div(255)
+    return x.sub_(torch.tensor([MNIST_MEAN])).div_(torch.tensor([MNIST_STD])).flatten(1)
+
+
+def load_mnist(train, root=DATA_DIR, device=None):
+    """MNIST as MNISTTensors: normalised images (N, 784) and labels, on `device` (notebook 02)."""
+    dataset = mnist_dataset(train, root)
+    images, labels = dataset.data, dataset.targets
+    expected = 60000 if train else 10000
+    if images.shape != (expected, 28, 28) or labels.shape != (expected,):
+        raise MNISTUnavailableError(
+            f"MNIST in {root} has unexpected shape {tuple(images.shape)}: delete {Path(root) / 'MNIST'} "
+            "and run again to re-extract it.")
+    tensors = MNISTTensors(normalize(images), labels.clone())
+    return tensors.to(device) if device is not None else tensors
+
+
+class Batches:
+    """Mini-batches identical to DataLoader(dataset, batch_size, shuffle), drawn from memory (notebook 02).
+
+    Like a DataLoader, each pass draws its shuffle seed from the global RNG when iteration starts.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle, digits=None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.dataset = dataset.only(digits) if digits is not None else dataset
+        self.batch_size, self.shuffle = batch_size, shuffle
+        if len(self.dataset) == 0:
+            raise ValueError(f"no images with digits {digits}: choose digits from 0 to 9")
+
+    def __len__(self):
+        return -(-len(self.dataset) // self.batch_size)
+
+    def order(self):
+        """The sample order of one pass, consuming the global RNG exactly as a DataLoader does."""
+        n = len(self.dataset)
+        # DataLoader's iterator first draws its base seed, then RandomSampler draws its own seed.
+        torch.empty((), dtype=torch.int64).random_()
+        if not self.shuffle:
+            return torch.arange(n)
+        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+    def __iter__(self):
+        order = self.order().to(self.dataset.labels.device)
+        for start in range(0, len(order), self.batch_size):
+            yield self.dataset[order[start:start + self.batch_size]]
+
+
+def batches(dataset, batch_size, shuffle, digits=None):
+    """Batches of `dataset` (optionally only `digits`) exactly as a DataLoader would give them (notebook 02)."""
+    return Batches(dataset, batch_size, shuffle, digits)
+
+
+def prepare(root=DATA_DIR):
+    """Fetch and check both MNIST splits, printing where they are (used by `make`)."""
+    for train in (True, False):
+        dataset = load_mnist(train, root)
+        print(f"MNIST {'train' if train else 'test'}: {len(dataset):,} images ready in {root}")
+
+
+if __name__ == "__main__":
+    try:
+        prepare()
+    except MNISTUnavailableError as error:
+        raise SystemExit(f"error: {error}")

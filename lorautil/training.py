@@ -1,0 +1,114 @@
+"""Device choice, the training loop and evaluation (notebook 02)."""
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm as text_tqdm
+from tqdm.auto import tqdm as auto_tqdm
+
+DEVICE_VARIABLE = "LORAUTIL_DEVICE"
+# `make run` sets this so that committed notebooks show text bars, which read well on GitHub.
+tqdm = text_tqdm if os.environ.get("LORAUTIL_TEXT_PROGRESS") else auto_tqdm
+
+
+def default_device():
+    """cuda, else mps, else cpu; $LORAUTIL_DEVICE overrides (notebook 02)."""
+    if os.environ.get(DEVICE_VARIABLE):
+        return torch.device(os.environ[DEVICE_VARIABLE])
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def model_device(model):
+    """The device of the model's first parameter (notebook 02)."""
+    return next(model.parameters()).device
+
+
+def train(model, batches, epochs=1, limit=None, lr=1e-3, progress=True, on_step=None, optimizer=None):
+    """Cross-entropy + Adam over the trainable parameters; returns the per-step losses (notebook 02).
+
+    `limit` stops after that many steps in total (the documents' 200-step fine-tune); the bar shows
+    the running mean loss of the epoch, as in the documents; on_step(step, loss) runs after each step.
+    """
+    device = model_device(model)
+    loss_fn = nn.CrossEntropyLoss()
+    if optimizer is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters: unfreeze some or add LoRA first")
+        optimizer = torch.optim.Adam(params, lr=lr)
+    model.train()
+    losses = []
+    for epoch in range(epochs):
+        total = min(len(batches), limit - len(losses)) if limit else len(batches)
+        bar = tqdm(batches, total=total, desc=f"Epoch {epoch + 1}", disable=not progress)
+        epoch_sum, epoch_steps = 0.0, 0
+        for x, y in bar:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            epoch_sum, epoch_steps = epoch_sum + losses[-1], epoch_steps + 1
+            bar.set_postfix(loss=epoch_sum / epoch_steps, refresh=False)
+            if on_step is not None:
+                on_step(len(losses), losses[-1])
+            if limit is not None and len(losses) >= limit:
+                bar.close()
+                return losses
+        bar.close()
+    return losses
+
+
+@dataclass
+class EvalResult:
+    """Accuracy, per-digit counts, confusion matrix and predictions on a test set (notebook 02)."""
+
+    accuracy: float
+    per_digit_accuracy: list
+    wrong_counts: list
+    confusion: torch.Tensor  # confusion[true, predicted]
+    predictions: torch.Tensor
+
+    def accuracy_on(self, digits):
+        """Accuracy over the test images whose true label is in `digits`."""
+        digits = list(digits)
+        correct = sum(self.confusion[d, d].item() for d in digits)
+        return correct / self.confusion[digits].sum().item()
+
+    def __repr__(self):
+        return (f"EvalResult(accuracy={self.accuracy:.4f}, wrong_counts={self.wrong_counts})")
+
+
+@torch.no_grad()
+def predict(model, images, batch_size=1000):
+    """Predicted digit for each image: the first index of the largest output, as torch.argmax (notebook 02)."""
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    chunks = [model(images[i:i + batch_size].to(device)).argmax(dim=1).cpu()
+              for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(chunks)
+
+
+def evaluate(model, dataset, batch_size=1000):
+    """Accuracy, per-digit accuracy, per-digit wrong counts and confusion matrix (notebook 02)."""
+    predictions = predict(model, dataset.images, batch_size)
+    labels = dataset.labels.cpu()
+    confusion = torch.zeros(10, 10, dtype=torch.long)
+    confusion.index_put_((labels, predictions), torch.ones_like(labels), accumulate=True)
+    per_digit = confusion.sum(dim=1)
+    correct = confusion.diagonal()
+    return EvalResult(
+        accuracy=correct.sum().item() / len(labels),
+        per_digit_accuracy=(correct / per_digit.clamp(min=1)).tolist(),
+        wrong_counts=(per_digit - correct).tolist(),
+        confusion=confusion,
+        predictions=predictions,
+    )

@@ -1,0 +1,64 @@
+"""Execute notebooks in place from a fresh kernel, one line per notebook with its wall time.
+
+Usage: python tools/run_notebooks.py notebooks/01_matrix_rank.ipynb [...]
+Stops at the first failing cell and says which notebook and cell failed.
+"""
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+
+def tidy_streams(nb):
+    """Keep only what a terminal would show of progress bars: the text after each line's last \\r."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                lines = output["text"].split("\n")
+                output["text"] = "\n".join(re.split(r"\r(?!\n)", line)[-1] for line in lines)
+
+
+def run(path):
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=900, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    tidy_streams(nb)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    os.close(fd)
+    try:
+        nbformat.write(nb, tmp)
+        os.replace(tmp, path)  # a failed run never leaves a half-written notebook
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def main(paths):
+    if not paths:
+        sys.exit("usage: python tools/run_notebooks.py NOTEBOOK.ipynb [...]")
+    os.environ["LORAUTIL_TEXT_PROGRESS"] = "1"
+    total = 0.0
+    for name in paths:
+        path = Path(name).resolve()
+        start = time.perf_counter()
+        try:
+            run(path)
+        except CellExecutionError as error:
+            print(f"FAILED {path.name} after {time.perf_counter() - start:.1f} s; the notebook was left "
+                  f"unchanged. The failing cell and its error:\n{error}", file=sys.stderr)
+            sys.exit(1)
+        seconds = time.perf_counter() - start
+        total += seconds
+        print(f"{path.name:<32} {seconds:7.1f} s", flush=True)
+    print(f"{'total':<32} {total:7.1f} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
