@@ -2,11 +2,12 @@
 import hashlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .files import atomic_path
 
 # The source documents normalise with mean 0.1301 (the usual MNIST mean is 0.1307): we keep theirs.
 MNIST_MEAN = 0.1301
@@ -76,19 +77,12 @@ def copy_from_mirror(mirror, root=DATA_DIR):
                 f"{source} is missing. The folder named by {MIRROR_VARIABLE} must hold all four official "
                 f"MNIST files: {', '.join(n for n, _ in mnist_files())}.")
         # Copy to a temporary name, check it, then rename: an interrupted copy never looks complete.
-        fd, tmp = tempfile.mkstemp(dir=raw, prefix=name + ".", suffix=".part")
-        os.close(fd)
-        try:
+        with atomic_path(target) as tmp:
             shutil.copyfile(source, tmp)
-            os.chmod(tmp, 0o644)
             if md5_of(tmp) != md5:
                 raise MNISTUnavailableError(
                     f"{source} is corrupt or truncated (its MD5 is not {md5}). Copy the file again from a "
                     "good source, or unset MNIST_MIRROR to download it.")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
 
 def _remove_unverified(raw):

@@ -1,8 +1,6 @@
 """LoRA layers: a weight parametrization (notebook 03) and a wrapper layer (notebook 04), plus
 PEFT-style helpers to add, merge, disable, count, save and load adapters."""
 import math
-import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+
+from .files import atomic_path
 
 METHODS = ("parametrization", "wrapper")
 INITS = ("gaussian", "kaiming")
@@ -283,18 +283,10 @@ def adapter_state(model):
 
 def save_adapter(model, path):
     """Save only the adapter (tensors and its LoraConfig) to `path`, atomically (notebook 04)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"config": asdict(model.lora_config) if has_lora(model) else None, "state": adapter_state(model)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    os.close(fd)
-    try:
+    payload = {"state": adapter_state(model), "config": asdict(model.lora_config)}
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return Path(path)
 
 
 def _adapter_target(model, key):

@@ -1,12 +1,11 @@
 """DigitsNet, the course's MNIST classifier, and the saved pre-trained base model (notebook 02)."""
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .data import DATA_DIR
+from .files import atomic_path
 
 
 class DigitsNet(nn.Module):
@@ -47,16 +46,8 @@ def base_model_path(relu_between=False, root=DATA_DIR):
 
 def save_state(model, path):
     """Save model.state_dict() atomically: a temporary file, then a rename (notebook 02)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def pretrain(relu_between=False, train_set=None, progress=True):

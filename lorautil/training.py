@@ -1,4 +1,6 @@
 """Device choice, the training loop and evaluation (notebook 02)."""
+import copy
+import math
 import os
 from dataclasses import dataclass
 
@@ -112,3 +114,29 @@ def evaluate(model, dataset, batch_size=1000):
         confusion=confusion,
         predictions=predictions,
     )
+
+
+FINETUNE_DIGITS = (2, 3, 5, 8, 9)  # the digits the documents' base model gets wrong most
+
+
+def finetune(base_model, train_set, r=None, steps=200, seed=0, digits=FINETUNE_DIGITS, lr=1e-3,
+             batch_size=10, progress=False, on_step=None, **lora_options):
+    """Copy `base_model` and fine-tune it on `digits` for `steps` steps, returning (model, losses) (notebook 05).
+
+    r=None trains every parameter (full fine-tuning); otherwise add_lora(model, r, **lora_options)
+    first. `seed` fixes both the LoRA initialisation and the batch order.
+    """
+    from .data import batches
+    from .lora import add_lora
+
+    model = copy.deepcopy(base_model)
+    torch.manual_seed(seed)
+    if r is None:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    else:
+        add_lora(model, r, **lora_options)
+    data = batches(train_set, batch_size, shuffle=True, digits=digits)
+    losses = train(model, data, epochs=math.ceil(steps / len(data)), limit=steps, lr=lr,
+                   progress=progress, on_step=on_step)
+    return model, losses

@@ -6,13 +6,14 @@ Stops at the first failing cell and says which notebook and cell failed.
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from lorautil.files import atomic_path
 
 
 def tidy_streams(nb):
@@ -30,14 +31,8 @@ def run(path):
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     tidy_streams(nb)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # a failed run never leaves a half-written notebook
         nbformat.write(nb, tmp)
-        os.replace(tmp, path)  # a failed run never leaves a half-written notebook
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def main(paths):
