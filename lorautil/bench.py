@@ -1,0 +1,121 @@
+"""Benchmarks, measured side by side in one process: `python -m lorautil.bench` (or `make bench`).
+
+1. One epoch of the documents' recipe with torchvision's DataLoader and with in-memory batches:
+   the two models must be equal bit for bit; prints both times and the ratio.
+2. Training-step time and optimizer-state memory of full fine-tuning versus LoRA at several ranks.
+"""
+import argparse
+import copy
+import time
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import transforms
+
+from .data import MNIST_MEAN, MNIST_STD, batches, load_mnist, mnist_dataset
+from .lora import add_lora
+from .models import DigitsNet, count_parameters
+from .training import FINETUNE_DIGITS, evaluate, train
+
+
+def dataloader_epoch(train_loader):
+    """The documents' loop, as they wrote it: seed 0, model after the loaders, Adam, one epoch."""
+    torch.manual_seed(0)
+    model = DigitsNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    loss_fn = nn.CrossEntropyLoss()
+    for x, y in train_loader:
+        optimizer.zero_grad()
+        loss_fn(model(x.view(-1, 28 * 28)), y).backward()
+        optimizer.step()
+    return model
+
+
+def dataloader_accuracy(model, test_loader):
+    correct = 0
+    with torch.no_grad():
+        for x, y in test_loader:
+            correct += (model(x.view(-1, 28 * 28)).argmax(dim=1) == y).sum().item()
+    return correct / len(test_loader.dataset)
+
+
+def timed(function, *args):
+    start = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - start
+
+
+def compare_data_paths():
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+    train_loader = DataLoader(mnist_dataset(True, transform=transform), batch_size=10, shuffle=True)
+    test_loader = DataLoader(mnist_dataset(False, transform=transform), batch_size=10)
+    train_set, test_set = load_mnist(True), load_mnist(False)
+
+    def memory_epoch():
+        torch.manual_seed(0)
+        model = DigitsNet()
+        train(model, batches(train_set, 10, shuffle=True), progress=False)
+        return model
+
+    slow, slow_seconds = timed(dataloader_epoch, train_loader)
+    fast, fast_seconds = timed(memory_epoch)
+    same = all(torch.equal(v, fast.state_dict()[k]) for k, v in slow.state_dict().items())
+    slow_accuracy, slow_eval = timed(dataloader_accuracy, slow, test_loader)
+    fast_result, fast_eval = timed(evaluate, fast, test_set)
+    print("1. One epoch of the documents' recipe (6,000 steps of batch 10), CPU")
+    print(f"   DataLoader loop    {slow_seconds:7.2f} s   test evaluation {slow_eval:6.3f} s")
+    print(f"   in-memory batches  {fast_seconds:7.2f} s   test evaluation {fast_eval:6.3f} s")
+    print(f"   speed-up           {slow_seconds / fast_seconds:7.1f}x  evaluation {slow_eval / fast_eval:.0f}x")
+    print(f"   same weights bit for bit: {same}; test accuracy {slow_accuracy:.4f} vs {fast_result.accuracy:.4f}")
+    if not same or slow_accuracy != fast_result.accuracy:
+        raise SystemExit("the two data paths gave different models")
+    return fast
+
+
+def optimizer_state_bytes(optimizer):
+    return sum(t.numel() * t.element_size() for state in optimizer.state.values()
+               for t in state.values() if torch.is_tensor(t) and t.dim() > 0)
+
+
+def compare_finetuning(base, train_set, ranks=(1, 2, 4, 8, 16, 64), steps=400, repeats=3):
+    print(f"\n2. Fine-tuning step time and Adam state, {steps} steps of batch 10 on digits "
+          f"{', '.join(map(str, FINETUNE_DIGITS))}, best of {repeats}, CPU")
+    settings = [("full fine-tuning", None)] + [(f"LoRA r={r}", r) for r in ranks]
+    rows = {}
+    for _ in range(repeats):  # interleave the settings so that machine noise hits them all alike
+        for label, r in settings:
+            model = copy.deepcopy(base)
+            if r is None:
+                model.requires_grad_(True)
+            else:
+                add_lora(model, r, cap_rank=True)
+            params = [p for p in model.parameters() if p.requires_grad]
+            optimizer = torch.optim.Adam(params, lr=1e-3)
+            torch.manual_seed(0)
+            data = batches(train_set, 10, shuffle=True, digits=FINETUNE_DIGITS)
+            _, seconds = timed(train, model, data, 1, steps, 1e-3, False, None, optimizer)
+            best = min(seconds, rows.get(label, (None, float("inf")))[1])
+            rows[label] = (count_parameters(model, trainable_only=True), best, optimizer_state_bytes(optimizer))
+    full_params, full_seconds, full_bytes = rows["full fine-tuning"]
+    print(f"   {'setting':<17}{'trainable':>10}{'ms/step':>9}{'vs full':>9}{'Adam state':>12}{'vs full':>9}")
+    for label, (params, seconds, state) in rows.items():
+        print(f"   {label:<17}{params:>10,}{1000 * seconds / steps:>9.3f}{seconds / full_seconds:>8.2f}x"
+              f"{state / 1024:>9.1f} KiB{state / full_bytes:>8.3f}x")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-dataloader", action="store_true", help="only the fine-tuning comparison")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n")
+    if args.skip_dataloader:
+        torch.manual_seed(0)
+        base = DigitsNet()
+    else:
+        base = compare_data_paths()
+    compare_finetuning(base, load_mnist(True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import transforms
+
+import lorautil
+
+DOCUMENT_TRANSFORM = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1301,), (0.3081,))])
+
+
+def test_digitsnet_has_the_documents_parameter_count_and_relu_placement():
+    model = lorautil.DigitsNet()
+    assert lorautil.count_parameters(model) == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10 == 235_146
+    x = torch.randn(4, 784)
+    with torch.no_grad():
+        linear_only = model.linear3(model.linear2(model.linear1(x)))
+        assert torch.equal(model(x), torch.relu(linear_only))
+        conventional = lorautil.DigitsNet(relu_between=True)
+        conventional.load_state_dict(model.state_dict())
+        h = torch.relu(model.linear2(torch.relu(model.linear1(x))))
+        assert torch.equal(conventional(x), torch.relu(model.linear3(h)))
+
+
+def test_documents_recipe_reproduces_their_numbers_exactly(train_set, test_set):
+    model, losses = lorautil.pretrain(train_set=train_set, progress=False)
+    assert len(losses) == 6000
+    assert round(sum(losses) / len(losses), 2) == 0.72
+    result = lorautil.evaluate(model, test_set)
+    assert result.accuracy == 0.8906
+    assert result.wrong_counts == [33, 12, 147, 115, 69, 196, 98, 91, 185, 148]
+
+
+def test_in_memory_training_equals_the_dataloader_loop(train_set):
+    """The first 300 steps of the documents' loop, with a DataLoader and from memory: same weights."""
+    reference = lorautil.mnist_dataset(True, transform=DOCUMENT_TRANSFORM)
+    torch.manual_seed(0)
+    loader = DataLoader(reference, batch_size=10, shuffle=True)
+    model = lorautil.DigitsNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    for x, y in itertools.islice(loader, 300):
+        optimizer.zero_grad()
+        nn.CrossEntropyLoss()(model(x.view(-1, 784)), y).backward()
+        optimizer.step()
+    torch.manual_seed(0)
+    ours = lorautil.DigitsNet()
+    lorautil.train(ours, lorautil.batches(train_set, 10, shuffle=True), limit=300, progress=False)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, ours.state_dict()[name]), name
+
+
+class Lookup(nn.Module):
+    """Predicts preset classes: image i (its first pixel holds i) gets logits peaking at predictions[i]."""
+
+    def __init__(self, predictions):
+        super().__init__()
+        self.predictions = predictions
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return nn.functional.one_hot(self.predictions[x[:, 0].long()], 10).float() + self.dummy
+
+
+def test_evaluate_on_a_known_answer():
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 2, 9, 9, 9])
+    predictions = torch.tensor([0, 1, 1, 1, 2, 0, 0, 9, 9, 3])
+    images = torch.zeros(10, 784)
+    images[:, 0] = torch.arange(10)
+    result = lorautil.evaluate(Lookup(predictions), lorautil.MNISTTensors(images, labels), batch_size=3)
+    assert result.accuracy == 0.6
+    assert result.wrong_counts == [1, 0, 2, 0, 0, 0, 0, 0, 0, 1]
+    assert result.per_digit_accuracy[:3] == [0.5, 1.0, pytest.approx(1 / 3)]
+    assert result.per_digit_accuracy[9] == pytest.approx(2 / 3)
+    assert result.confusion[2, 0] == 2 and result.confusion[9, 3] == 1 and result.confusion.sum() == 10
+    assert result.accuracy_on([0, 1]) == 0.75
+    assert torch.equal(result.predictions, predictions)
+
+
+def test_evaluate_matches_the_documents_per_sample_argmax_loop(test_set):
+    model = lorautil.load_base_model(device="cpu", progress=False)
+    reference = lorautil.mnist_dataset(False, transform=DOCUMENT_TRANSFORM)
+    wrong, correct = [0] * 10, 0
+    with torch.no_grad():
+        for x, y in DataLoader(reference, batch_size=10):
+            for output, label in zip(model(x.view(-1, 784)), y):
+                if torch.argmax(output) == label:
+                    correct += 1
+                else:
+                    wrong[label] += 1
+    result = lorautil.evaluate(model, test_set)
+    assert result.wrong_counts == wrong
+    assert result.accuracy == correct / 10000
+
+
+def test_train_respects_limit_and_trains_only_what_requires_grad(train_set):
+    torch.manual_seed(0)
+    model = lorautil.DigitsNet()
+    model.linear1.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    steps = []
+    losses = lorautil.train(model, lorautil.batches(train_set, 10, True), epochs=3, limit=25,
+                            progress=False, on_step=lambda step, loss: steps.append(step))
+    assert len(losses) == 25 and steps == list(range(1, 26))
+    after = model.state_dict()
+    assert torch.equal(before["linear1.weight"], after["linear1.weight"])
+    assert not torch.equal(before["linear2.weight"], after["linear2.weight"])
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        lorautil.train(model, lorautil.batches(train_set, 10, True), limit=1, progress=False)
+
+
+def test_device_choice_can_be_overridden(monkeypatch):
+    monkeypatch.setenv("LORAUTIL_DEVICE", "cpu")
+    assert lorautil.default_device() == torch.device("cpu")
+    monkeypatch.delenv("LORAUTIL_DEVICE")
+    expected = "cuda" if torch.cuda.is_available() else None
+    if expected:
+        assert lorautil.default_device().type == expected
+
+
+def test_base_model_is_saved_atomically_and_reloaded(tmp_path, monkeypatch):
+    model = lorautil.DigitsNet()
+    path = tmp_path / "base.pt"
+    lorautil.save_state(model, path)
+    loaded = lorautil.load_base_model(path=path, device="cpu")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name])
+
+    def broken_save(obj, f):
+        open(f, "wb").write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        lorautil.save_state(model, tmp_path / "other.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.pt"]
+
+
+def test_a_corrupt_base_model_file_says_how_to_fix_it(tmp_path):
+    path = tmp_path / "base.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="delete it"):
+        lorautil.load_base_model(path=path, device="cpu")
+
+
+def test_finetune_trains_a_copy_and_full_finetuning_trains_everything(train_set):
+    base = lorautil.DigitsNet()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    tuned, losses = lorautil.finetune(base, train_set, r=None, steps=5)
+    assert len(losses) == 5
+    assert lorautil.count_parameters(tuned, trainable_only=True) == 235_146
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())
+    again, _ = lorautil.finetune(base, train_set, r=None, steps=5)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in tuned.state_dict().items())
