@@ -217,12 +217,26 @@ def _replace_wrappers(model, keep_update):
             setattr(model.get_submodule(parent_name) if parent_name else model, child, lora.base)
 
 
+def _remove_parametrization(module, leave_parametrized):
+    """remove_parametrizations on `weight`, after giving the module a class of its own.
+
+    copy.deepcopy shares PyTorch's injected Parametrized* class between a model and its copies, and
+    removing the parametrization deletes the `weight` property from that class: without this, merging
+    a copy would break the original."""
+    cls = module.__class__
+    module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+    parametrize.remove_parametrizations(module, "weight", leave_parametrized=leave_parametrized)
+
+
 def merge_lora(model):
     """Fold every adapter into its base weight and leave plain nn.Linear layers (PEFT's merge_and_unload) (notebook 03)."""
     _require_lora(model)
+    if not all(lora.enabled for _, lora in lora_layers(model)):
+        # A disabled parametrization would bake in W alone, a wrapper W + BA: refuse rather than guess.
+        raise RuntimeError("some adapters are disabled: merge outside `with disable_lora(model):`")
     for name, lora in lora_layers(model):
         if isinstance(lora, LoRAParametrization):
-            parametrize.remove_parametrizations(model.get_submodule(name), "weight", leave_parametrized=True)
+            _remove_parametrization(model.get_submodule(name), leave_parametrized=True)
     _replace_wrappers(model, keep_update=True)
     del model.lora_config
     return model
@@ -233,7 +247,7 @@ def remove_lora(model):
     _require_lora(model)
     for name, lora in lora_layers(model):
         if isinstance(lora, LoRAParametrization):
-            parametrize.remove_parametrizations(model.get_submodule(name), "weight", leave_parametrized=False)
+            _remove_parametrization(model.get_submodule(name), leave_parametrized=False)
     _replace_wrappers(model, keep_update=False)
     del model.lora_config
     return model
@@ -313,6 +327,11 @@ def load_adapter(model, path):
             raise ValueError(f"adapter {path} was made for targets {config.target_modules} with method "
                              f"{config.method!r}; this model has {current.target_modules} with "
                              f"{current.method!r}. remove_lora(model) first to load it.")
+        # Same shapes but another alpha (or rsLoRA) would scale B @ A wrongly without any error.
+        if (current.alpha, current.rslora) != (config.alpha, config.rslora):
+            raise ValueError(f"adapter {path} was trained with alpha={config.alpha}, rslora={config.rslora}; "
+                             f"this model has alpha={current.alpha}, rslora={current.rslora}. "
+                             "remove_lora(model) first to load it.")
         # Check every shape before copying anything, so a misfit leaves the model as it was.
         targets = {key: _adapter_target(model, key) for key in payload["state"]}
         for key, tensor in payload["state"].items():

@@ -47,23 +47,22 @@ def train(model, batches, epochs=1, limit=None, lr=1e-3, progress=True, on_step=
     losses = []
     for epoch in range(epochs):
         total = min(len(batches), limit - len(losses)) if limit else len(batches)
-        bar = tqdm(batches, total=total, desc=f"Epoch {epoch + 1}", disable=not progress)
         epoch_sum, epoch_steps = 0.0, 0
-        for x, y in bar:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            optimizer.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            epoch_sum, epoch_steps = epoch_sum + losses[-1], epoch_steps + 1
-            bar.set_postfix(loss=epoch_sum / epoch_steps, refresh=False)
-            if on_step is not None:
-                on_step(len(losses), losses[-1])
-            if limit is not None and len(losses) >= limit:
-                bar.close()
-                return losses
-        bar.close()
+        with tqdm(total=total, desc=f"Epoch {epoch + 1}", disable=not progress) as bar:
+            for x, y in batches:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                optimizer.zero_grad()
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                epoch_sum, epoch_steps = epoch_sum + losses[-1], epoch_steps + 1
+                bar.set_postfix(loss=epoch_sum / epoch_steps, refresh=False)
+                bar.update()
+                if on_step is not None:
+                    on_step(len(losses), losses[-1])
+                if limit is not None and len(losses) >= limit:
+                    return losses
     return losses
 
 

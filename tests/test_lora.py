@@ -225,3 +225,27 @@ def test_trained_adapters_agree_across_methods(base, train_set):
         data_seeded.append(model)
     x = train_set.images[:100]
     assert torch.allclose(data_seeded[0](x), data_seeded[1](x), atol=1e-4)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_merging_or_removing_on_a_copy_leaves_the_original_working(base, x, method):
+    original = randomise_adapters(adapted(base, method))
+    expected = original(x).detach()
+    lorautil.merge_lora(copy.deepcopy(original))
+    lorautil.remove_lora(copy.deepcopy(original))
+    assert torch.equal(original(x), expected)
+
+
+def test_merging_while_disabled_is_refused(base):
+    model = adapted(base, "parametrization")
+    with lorautil.disable_lora(model):
+        with pytest.raises(RuntimeError, match="disabled"):
+            lorautil.merge_lora(model)
+    assert lorautil.has_lora(model)
+
+
+def test_an_adapter_with_another_alpha_is_refused(base, tmp_path):
+    path = lorautil.save_adapter(randomise_adapters(adapted(base, "wrapper", alpha=4.0)), tmp_path / "a.pt")
+    other_alpha = adapted(base, "wrapper", alpha=1.0)
+    with pytest.raises(ValueError, match="alpha=4.0"):
+        lorautil.load_adapter(other_alpha, path)

@@ -16,13 +16,29 @@ from nbclient.exceptions import CellExecutionError
 from lorautil.files import atomic_path
 
 
+def last_screen(line):
+    """What a terminal shows of a line that progress bars rewrote with carriage returns."""
+    return ([part for part in re.split(r"\r", line) if part] or [""])[-1]
+
+
 def tidy_streams(nb):
-    """Keep only what a terminal would show of progress bars: the text after each line's last \\r."""
+    """Merge each cell's consecutive outputs to one stream, keeping only what a terminal would show
+    of progress bars: the text after each line's last \r."""
     for cell in nb.cells:
+        merged = []
         for output in cell.get("outputs", []):
+            previous = merged[-1] if merged else None
+            if (output.get("output_type") == "stream" and previous is not None
+                    and previous.get("output_type") == "stream" and previous["name"] == output["name"]):
+                previous["text"] += output["text"]
+            else:
+                merged.append(output)
+        for output in merged:
             if output.get("output_type") == "stream":
                 lines = output["text"].split("\n")
-                output["text"] = "\n".join(re.split(r"\r(?!\n)", line)[-1] for line in lines)
+                output["text"] = "\n".join(last_screen(line) for line in lines)
+        if "outputs" in cell:
+            cell["outputs"] = merged
 
 
 def run(path):
