@@ -243,7 +243,7 @@ def merge_lora(model):
 
 
 def remove_lora(model):
-    """Drop every adapter without merging: the base model again (PEFT's unload) (notebook 03)."""
+    """Drop every adapter without merging (PEFT's unload); biases trained with train_bias=True stay (notebook 03)."""
     _require_lora(model)
     for name, lora in lora_layers(model):
         if isinstance(lora, LoRAParametrization):
@@ -255,7 +255,10 @@ def remove_lora(model):
 
 @contextmanager
 def disable_lora(model):
-    """Inside this block the model computes exactly what the base model computes (notebook 03)."""
+    """Turn the adapters off inside this block: exactly the base model unless biases were trained (notebook 03).
+
+    As with PEFT's bias="all", biases trained with train_bias=True belong to the base layers and stay.
+    """
     _require_lora(model)
     layers = [lora for _, lora in lora_layers(model)]
     merged = [lora for lora in layers if getattr(lora, "merged", False)]
@@ -323,10 +326,12 @@ def load_adapter(model, path):
         add_lora(model, **asdict(config))
     current = model.lora_config
     try:
-        if (current.target_modules, current.method) != (config.target_modules, config.method):
+        if (current.target_modules, current.method, current.train_bias) != \
+                (config.target_modules, config.method, config.train_bias):
             raise ValueError(f"adapter {path} was made for targets {config.target_modules} with method "
-                             f"{config.method!r}; this model has {current.target_modules} with "
-                             f"{current.method!r}. remove_lora(model) first to load it.")
+                             f"{config.method!r}, train_bias={config.train_bias}; this model has "
+                             f"{current.target_modules} with {current.method!r}, train_bias="
+                             f"{current.train_bias}. remove_lora(model) first to load it.")
         # Same shapes but another alpha (or rsLoRA) would scale B @ A wrongly without any error.
         if (current.alpha, current.rslora) != (config.alpha, config.rslora):
             raise ValueError(f"adapter {path} was trained with alpha={config.alpha}, rslora={config.rslora}; "

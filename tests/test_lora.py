@@ -249,3 +249,9 @@ def test_an_adapter_with_another_alpha_is_refused(base, tmp_path):
     other_alpha = adapted(base, "wrapper", alpha=1.0)
     with pytest.raises(ValueError, match="alpha=4.0"):
         lorautil.load_adapter(other_alpha, path)
+
+
+def test_an_adapter_saved_with_other_bias_training_is_refused(base, tmp_path):
+    path = lorautil.save_adapter(adapted(base, "wrapper", train_bias=True), tmp_path / "a.pt")
+    with pytest.raises(ValueError, match="train_bias=True"):
+        lorautil.load_adapter(adapted(base, "wrapper"), path)
