@@ -11,8 +11,8 @@ from .files import atomic_path
 class DigitsNet(nn.Module):
     """784 -> 256 -> 128 -> 10, as in the source documents (notebook 02).
 
-    The documents apply one ReLU after the last layer and none between layers; pass
-    relu_between=True for the conventional network with a ReLU after each hidden layer.
+    The documents apply one ReLU after the last layer and none between layers; relu_between=True
+    gives the conventional network: a ReLU after each hidden layer and plain logits at the end.
     """
 
     def __init__(self, relu_between=False):
@@ -30,7 +30,7 @@ class DigitsNet(nn.Module):
             x = self.relu(x)
         x = self.linear2(x)
         if self.relu_between:
-            x = self.relu(x)
+            return self.linear3(self.relu(x))
         return self.relu(self.linear3(x))
 
 

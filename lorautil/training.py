@@ -36,6 +36,9 @@ def train(model, batches, epochs=1, limit=None, lr=1e-3, progress=True, on_step=
     `limit` stops after that many steps in total (the documents' 200-step fine-tune); the bar shows
     the running mean loss of the epoch, as in the documents; on_step(step, loss) runs after each step.
     """
+    if limit is not None and limit > epochs * len(batches):
+        raise ValueError(f"limit={limit} steps needs epochs >= {math.ceil(limit / len(batches))} "
+                         f"({len(batches)} batches per epoch); got epochs={epochs}")
     device = model_device(model)
     loss_fn = nn.CrossEntropyLoss()
     if optimizer is None:

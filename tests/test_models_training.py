@@ -21,7 +21,7 @@ def test_digitsnet_has_the_documents_parameter_count_and_relu_placement():
         conventional = lorautil.DigitsNet(relu_between=True)
         conventional.load_state_dict(model.state_dict())
         h = torch.relu(model.linear2(torch.relu(model.linear1(x))))
-        assert torch.equal(conventional(x), torch.relu(model.linear3(h)))
+        assert torch.equal(conventional(x), model.linear3(h))
 
 
 def test_documents_recipe_reproduces_their_numbers_exactly(train_set, test_set):
@@ -154,3 +154,9 @@ def test_finetune_trains_a_copy_and_full_finetuning_trains_everything(train_set)
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())
     again, _ = lorautil.finetune(base, train_set, r=None, steps=5)
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in tuned.state_dict().items())
+
+
+def test_a_step_limit_beyond_the_epochs_is_refused(train_set):
+    data = lorautil.batches(train_set, 10, True, digits=[0])
+    with pytest.raises(ValueError, match="needs epochs >= 2"):
+        lorautil.train(lorautil.DigitsNet(), data, epochs=1, limit=len(data) + 1, progress=False)
