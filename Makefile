@@ -14,7 +14,7 @@ $(INSTALLED): requirements.txt pyproject.toml
 	touch $@
 
 data: $(INSTALLED)
-	$(PY) -m lorautil.data
+	$(PY) -c 'from lorautil.data import main; main()'
 
 lab: data
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -174,13 +174,14 @@ def batches(dataset, batch_size, shuffle, digits=None):
 
 
 def prepare(root=DATA_DIR):
-    """Fetch and check both MNIST splits, printing where they are (used by `make`)."""
+    """Fetch and check both MNIST splits, printing where they are (notebook 02)."""
     for train in (True, False):
         dataset = load_mnist(train, root)
         print(f"MNIST {'train' if train else 'test'}: {len(dataset):,} images ready in {root}")
 
 
-if __name__ == "__main__":
+def main():
+    """`make data`: prepare MNIST, or exit with the error's advice."""
     try:
         prepare()
     except MNISTUnavailableError as error:
