@@ -206,15 +206,21 @@ def _require_lora(model):
         raise RuntimeError("this model has no LoRA adapters: call add_lora(model, r) first")
 
 
-def _replace_wrappers(model, keep_update):
+def _unload(model, keep_update):
+    """Take every adapter out, folding its update into the weight first when keep_update is True."""
+    _require_lora(model)
     for name, lora in lora_layers(model):
-        if isinstance(lora, LoRALinear):
-            if keep_update and not lora.merged:
-                lora.merge()
-            elif not keep_update and lora.merged:
-                lora.unmerge()
-            parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, child, lora.base)
+        if isinstance(lora, LoRAParametrization):
+            _remove_parametrization(model.get_submodule(name), leave_parametrized=keep_update)
+            continue
+        if keep_update and not lora.merged:
+            lora.merge()
+        elif not keep_update and lora.merged:
+            lora.unmerge()
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, lora.base)
+    del model.lora_config
+    return model
 
 
 def _remove_parametrization(module, leave_parametrized):
@@ -234,23 +240,12 @@ def merge_lora(model):
     if not all(lora.enabled for _, lora in lora_layers(model)):
         # A disabled parametrization would bake in W alone, a wrapper W + BA: refuse rather than guess.
         raise RuntimeError("some adapters are disabled: merge outside `with disable_lora(model):`")
-    for name, lora in lora_layers(model):
-        if isinstance(lora, LoRAParametrization):
-            _remove_parametrization(model.get_submodule(name), leave_parametrized=True)
-    _replace_wrappers(model, keep_update=True)
-    del model.lora_config
-    return model
+    return _unload(model, keep_update=True)
 
 
 def remove_lora(model):
     """Drop every adapter without merging (PEFT's unload); biases trained with train_bias=True stay (notebook 03)."""
-    _require_lora(model)
-    for name, lora in lora_layers(model):
-        if isinstance(lora, LoRAParametrization):
-            _remove_parametrization(model.get_submodule(name), leave_parametrized=False)
-    _replace_wrappers(model, keep_update=False)
-    del model.lora_config
-    return model
+    return _unload(model, keep_update=False)
 
 
 @contextmanager
