@@ -33,6 +33,7 @@ def dataloader_epoch(train_loader):
 
 
 def dataloader_accuracy(model, test_loader):
+    """Test accuracy the documents' way: batches of 10 from a DataLoader."""
     correct = 0
     with torch.no_grad():
         for x, y in test_loader:
@@ -41,12 +42,14 @@ def dataloader_accuracy(model, test_loader):
 
 
 def timed(function, *args):
+    """(result, seconds) of one call."""
     start = time.perf_counter()
     result = function(*args)
     return result, time.perf_counter() - start
 
 
 def compare_data_paths():
+    """Part 1: one epoch through the DataLoader and from memory; returns the trained model."""
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
     train_loader = DataLoader(mnist_dataset(True, transform=transform), batch_size=10, shuffle=True)
     test_loader = DataLoader(mnist_dataset(False, transform=transform), batch_size=10)
@@ -74,11 +77,13 @@ def compare_data_paths():
 
 
 def optimizer_state_bytes(optimizer):
+    """Bytes held in the optimizer's per-parameter state (Adam: two moments per parameter)."""
     return sum(t.numel() * t.element_size() for state in optimizer.state.values()
                for t in state.values() if torch.is_tensor(t) and t.dim() > 0)
 
 
 def compare_finetuning(base, train_set, ranks=(1, 2, 4, 8, 16, 64), steps=400, repeats=3):
+    """Part 2: step time and Adam state of full fine-tuning and LoRA at several ranks."""
     print(f"\n2. Fine-tuning step time and Adam state, {steps} steps of batch 10 on digits "
           f"{', '.join(map(str, FINETUNE_DIGITS))}, best of {repeats}, CPU")
     settings = [("full fine-tuning", None)] + [(f"LoRA r={r}", r) for r in ranks]
@@ -105,6 +110,7 @@ def compare_finetuning(base, train_set, ranks=(1, 2, 4, 8, 16, 64), steps=400, r
 
 
 def main():
+    """`make bench`."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-dataloader", action="store_true", help="only the fine-tuning comparison")
     args = parser.parse_args()
