@@ -134,8 +134,7 @@ def finetune(base_model, train_set, r=None, steps=200, seed=0, digits=FINETUNE_D
     model = copy.deepcopy(base_model)
     torch.manual_seed(seed)
     if r is None:
-        for p in model.parameters():
-            p.requires_grad_(True)
+        model.requires_grad_(True)
     else:
         add_lora(model, r, **lora_options)
     data = batches(train_set, batch_size, shuffle=True, digits=digits)

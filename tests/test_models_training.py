@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 import lorautil
+from lorautil.bench import dataloader_epoch
 
 DOCUMENT_TRANSFORM = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1301,), (0.3081,))])
 
@@ -33,17 +34,16 @@ def test_documents_recipe_reproduces_their_numbers_exactly(train_set, test_set):
     assert result.wrong_counts == [33, 12, 147, 115, 69, 196, 98, 91, 185, 148]
 
 
+def first_batches(loader, count):
+    """The first `count` batches, starting the loader's iterator (and its RNG draws) only when asked."""
+    yield from itertools.islice(loader, count)  # islice alone would call iter(loader) right away
+
+
 def test_in_memory_training_equals_the_dataloader_loop(train_set):
     """The first 300 steps of the documents' loop, with a DataLoader and from memory: same weights."""
     reference = lorautil.mnist_dataset(True, transform=DOCUMENT_TRANSFORM)
-    torch.manual_seed(0)
     loader = DataLoader(reference, batch_size=10, shuffle=True)
-    model = lorautil.DigitsNet()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
-    for x, y in itertools.islice(loader, 300):
-        optimizer.zero_grad()
-        nn.CrossEntropyLoss()(model(x.view(-1, 784)), y).backward()
-        optimizer.step()
+    model = dataloader_epoch(first_batches(loader, 300))  # seeds 0, builds the model, then iterates
     torch.manual_seed(0)
     ours = lorautil.DigitsNet()
     lorautil.train(ours, lorautil.batches(train_set, 10, shuffle=True), limit=300, progress=False)
