@@ -16,11 +16,13 @@ $(INSTALLED): requirements.txt pyproject.toml
 data: $(INSTALLED)
 	$(PY) -c 'from lorautil.data import main; main()'
 
+# As root it adds --allow-root, with no display --no-browser (tools/lab.py); e.g. LAB_ARGS="--ip=0.0.0.0 --port=8888".
+LAB_ARGS ?=
 lab: data
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(PY) tools/lab.py $(LAB_ARGS)
 
 test: data
-	$(PY) -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env
+	$(PY) -m pytest -q -rs -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env
 
 run: data
 	$(PY) tools/run_notebooks.py $(NOTEBOOKS)

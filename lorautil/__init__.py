@@ -17,8 +17,9 @@ from .linalg import approximation_errors, energy_fraction, energy_rank, lora_par
 from .lora import (LoraConfig, LoRALinear, LoRAParametrization, adapter_state, add_lora, disable_lora,
                    has_lora, load_adapter, lora_layers, lora_scaling, merge_lora, remove_lora, save_adapter,
                    trainable_summary)
+from .numerics import IDENTITY_RTOL, assert_identity, float64_copy, max_difference
 from .models import DigitsNet, base_model_path, count_parameters, load_base_model, pretrain, save_state
 from .plots import (moving_average, plot_confusion, plot_losses, plot_per_digit, show_digits,
                     show_misclassified, to_pixels)
-from .training import (FINETUNE_DIGITS, EvalResult, default_device, evaluate, finetune, model_device,
+from .training import (FINETUNE_DIGITS, EvalResult, default_device, evaluate, finetune, model_device, model_dtype,
                        predict, train)

@@ -30,6 +30,11 @@ def model_device(model):
     return next(model.parameters()).device
 
 
+def model_dtype(model):
+    """The dtype of the model's first parameter: float32, or float64 for identity checks (notebook 03)."""
+    return next(model.parameters()).dtype
+
+
 def train(model, batches, epochs=1, limit=None, lr=1e-3, progress=True, on_step=None, optimizer=None):
     """Cross-entropy + Adam over the trainable parameters; returns the per-step losses (notebook 02).
 
@@ -39,7 +44,7 @@ def train(model, batches, epochs=1, limit=None, lr=1e-3, progress=True, on_step=
     if limit is not None and limit > epochs * len(batches):
         raise ValueError(f"limit={limit} steps needs epochs >= {math.ceil(limit / len(batches))} "
                          f"({len(batches)} batches per epoch); got epochs={epochs}")
-    device = model_device(model)
+    device, dtype = model_device(model), model_dtype(model)
     loss_fn = nn.CrossEntropyLoss()
     if optimizer is None:
         params = [p for p in model.parameters() if p.requires_grad]
@@ -53,7 +58,7 @@ def train(model, batches, epochs=1, limit=None, lr=1e-3, progress=True, on_step=
         epoch_sum, epoch_steps = 0.0, 0
         with tqdm(total=total, desc=f"Epoch {epoch + 1}", disable=not progress) as bar:
             for x, y in batches:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                x, y = x.to(device, dtype, non_blocking=True), y.to(device, non_blocking=True)
                 optimizer.zero_grad()
                 loss = loss_fn(model(x), y)
                 loss.backward()
@@ -92,10 +97,10 @@ class EvalResult:
 @torch.no_grad()
 def predict(model, images, batch_size=1000):
     """Predicted digit for each image: the first index of the largest output, as torch.argmax (notebook 02)."""
-    device = model_device(model)
+    device, dtype = model_device(model), model_dtype(model)
     was_training = model.training
     model.eval()
-    chunks = [model(images[i:i + batch_size].to(device)).argmax(dim=1).cpu()
+    chunks = [model(images[i:i + batch_size].to(device, dtype)).argmax(dim=1).cpu()
               for i in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(chunks)

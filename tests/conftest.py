@@ -32,3 +32,32 @@ def test_set():
 def small_model():
     torch.manual_seed(0)
     return lorautil.DigitsNet()
+
+
+IDENTITY_CHECKS = []  # (test id, max difference, tolerance), reported at the end of the run
+
+
+@pytest.fixture
+def assert_identity(request):
+    """lorautil.assert_identity, recording what each check saw for the end-of-run report."""
+
+    def check(actual, expected):
+        difference, tolerance = lorautil.assert_identity(actual, expected)
+        IDENTITY_CHECKS.append((request.node.nodeid, difference, tolerance))
+        return difference
+
+    return check
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not IDENTITY_CHECKS:
+        return
+    write = terminalreporter.write_line
+    write(f"float64 identity checks on this CPU ({torch.backends.cpu.get_cpu_capability()} kernels): "
+          "largest difference / tolerance per test")
+    worst = {}
+    for nodeid, difference, tolerance in IDENTITY_CHECKS:
+        if nodeid not in worst or difference / tolerance > worst[nodeid][0] / worst[nodeid][1]:
+            worst[nodeid] = (difference, tolerance)
+    for nodeid, (difference, tolerance) in sorted(worst.items()):
+        write(f"  {difference:9.2e} / {tolerance:8.2e}  {nodeid.split('::', 1)[1]}")

@@ -111,13 +111,27 @@ def test_train_respects_limit_and_trains_only_what_requires_grad(train_set):
         lorautil.train(model, lorautil.batches(train_set, 10, True), limit=1, progress=False)
 
 
-def test_device_choice_can_be_overridden(monkeypatch):
-    monkeypatch.setenv("LORAUTIL_DEVICE", "cpu")
+def test_device_choice_prefers_cuda_then_mps_then_cpu_and_can_be_overridden(monkeypatch):
+    monkeypatch.delenv("LORAUTIL_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert lorautil.default_device() == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert lorautil.default_device() == torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert lorautil.default_device() == torch.device("cpu")
-    monkeypatch.delenv("LORAUTIL_DEVICE")
-    expected = "cuda" if torch.cuda.is_available() else None
-    if expected:
-        assert lorautil.default_device().type == expected
+    monkeypatch.setenv("LORAUTIL_DEVICE", "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert lorautil.default_device() == torch.device("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_finetune_on_cuda_matches_the_cpu_in_float64(train_set, assert_identity):
+    base = lorautil.DigitsNet().double()
+    on_cpu, _ = lorautil.finetune(base, train_set, r=2, steps=20, seed=0)
+    on_gpu, _ = lorautil.finetune(base.to("cuda"), train_set, r=2, steps=20, seed=0)
+    x = train_set.images[:100].double()
+    assert_identity(on_gpu(x.to("cuda")).cpu(), on_cpu(x))
 
 
 def test_base_model_is_saved_atomically_and_reloaded(tmp_path, monkeypatch):
