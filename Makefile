@@ -28,7 +28,7 @@ run: data
 	$(PY) tools/run_notebooks.py $(NOTEBOOKS)
 
 bench: data
-	$(PY) -m lorautil.bench
+	$(PY) tools/bench.py
 
 clean-data:
 	rm -rf data/MNIST data/*.pt data/adapters

@@ -5,12 +5,7 @@ import copy
 import torch
 from torch import nn
 
-from .lora import LoRALinear, lora_layers
-
-
-def _plain_weight(module):
-    """The weight of an nn.Linear, or of the Linear inside a LoRALinear wrapper."""
-    return module.base.weight if isinstance(module, LoRALinear) else module.weight
+from .lora import base_layer, lora_layers
 
 
 @torch.no_grad()
@@ -24,7 +19,7 @@ def delta_weights(base, tuned):
         if name in loras:  # exact, and right whether the adapter is merged, unmerged or parametrized
             deltas[name] = loras[name].delta_weight().detach().clone()
         else:
-            deltas[name] = (_plain_weight(tuned.get_submodule(name)) - layer.weight).detach()
+            deltas[name] = (base_layer(tuned.get_submodule(name)).weight - layer.weight).detach()
     return deltas
 
 
@@ -33,7 +28,7 @@ def with_weights(model, weights):
     """A copy of `model` whose named Linear layers get the given weights, e.g. W_base + ΔW_k (notebook 07)."""
     model = copy.deepcopy(model)
     for name, weight in weights.items():
-        _plain_weight(model.get_submodule(name)).copy_(weight)
+        base_layer(model.get_submodule(name)).weight.copy_(weight)
     return model
 
 

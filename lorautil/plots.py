@@ -35,7 +35,7 @@ def show_digits(images, titles=None, columns=12, size=1.0):
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(pixels):
-            ax.imshow(pixels[i], cmap="gray_r")
+            ax.imshow(pixels[i].numpy(), cmap="gray_r")
             if titles is not None:
                 ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
@@ -54,7 +54,7 @@ def plot_confusion(result, title="confusion matrix", ax=None):
     """The confusion matrix with counts written in the cells (notebook 02)."""
     ax = ax or plt.subplots(figsize=(4.6, 4.2))[1]
     matrix = result.confusion if hasattr(result, "confusion") else torch.as_tensor(result)
-    ax.imshow(matrix, cmap="Blues")
+    ax.imshow(matrix.numpy(), cmap="Blues")
     for t in range(10):
         for p in range(10):
             value = matrix[t, p].item()
@@ -73,7 +73,7 @@ def moving_average(values, window):
     """Mean of each run of `window` consecutive values (notebook 02)."""
     values = torch.as_tensor(values, dtype=torch.float64)
     window = max(1, min(window, len(values)))
-    return (values.cumsum(0)[window - 1:] - torch.cat([torch.zeros(1), values.cumsum(0)[:-window]])) / window
+    return values.unfold(0, window, 1).mean(dim=1)
 
 
 def plot_losses(series, window=50, ax=None, title=None):

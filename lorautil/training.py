@@ -9,6 +9,9 @@ from torch import nn
 from tqdm import tqdm as text_tqdm
 from tqdm.auto import tqdm as auto_tqdm
 
+from .data import FINETUNE_DIGITS, batches
+from .lora import add_lora
+
 DEVICE_VARIABLE = "LORAUTIL_DEVICE"
 # `make run` sets this so that committed notebooks show text bars, which read well on GitHub.
 tqdm = text_tqdm if os.environ.get("LORAUTIL_TEXT_PROGRESS") else auto_tqdm
@@ -123,26 +126,27 @@ def evaluate(model, dataset, batch_size=1000):
     )
 
 
-FINETUNE_DIGITS = (2, 3, 5, 8, 9)  # the digits the documents' base model gets wrong most
+def trainable_copy(base_model, r=None, seed=0, **lora_options):
+    """A copy of `base_model` to train: every parameter (r=None) or add_lora(r, ...), after torch.manual_seed(seed) (notebook 05).
 
-
-def finetune(base_model, train_set, r=None, steps=200, seed=0, digits=FINETUNE_DIGITS, lr=1e-3,
-             batch_size=10, progress=False, on_step=None, **lora_options):
-    """Copy `base_model` and fine-tune it on `digits` for `steps` steps, returning (model, losses) (notebook 05).
-
-    r=None trains every parameter (full fine-tuning); otherwise add_lora(model, r, **lora_options)
-    first. `seed` fixes both the LoRA initialisation and the batch order.
+    The seed comes first, so it fixes the LoRA initialisation and then the batch order drawn after it.
     """
-    from .data import batches
-    from .lora import add_lora
-
     model = copy.deepcopy(base_model)
     torch.manual_seed(seed)
     if r is None:
         model.requires_grad_(True)
     else:
         add_lora(model, r, **lora_options)
+    return model
+
+
+def finetune(base_model, train_set, r=None, steps=200, seed=0, digits=FINETUNE_DIGITS, lr=1e-3,
+             batch_size=10, progress=False, **lora_options):
+    """Fine-tune a trainable_copy of `base_model` on `digits` for `steps` steps; returns (model, losses) (notebook 03).
+
+    r=None trains every parameter (full fine-tuning); otherwise add_lora(model, r, **lora_options).
+    """
+    model = trainable_copy(base_model, r, seed, **lora_options)
     data = batches(train_set, batch_size, shuffle=True, digits=digits)
-    losses = train(model, data, epochs=math.ceil(steps / len(data)), limit=steps, lr=lr,
-                   progress=progress, on_step=on_step)
+    losses = train(model, data, epochs=math.ceil(steps / len(data)), limit=steps, lr=lr, progress=progress)
     return model, losses

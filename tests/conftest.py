@@ -1,10 +1,15 @@
 import os
 from pathlib import Path
 
+import matplotlib
 import pytest
 import torch
 
 import lorautil
+
+matplotlib.use("Agg")  # no display in CI or a container: draw to memory
+# One thread, as the notebooks use: batches of 10 gain nothing from more, and threads on a busy CPU wait on each other.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 

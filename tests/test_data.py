@@ -1,3 +1,4 @@
+import hashlib
 import itertools
 import shutil
 
@@ -7,9 +8,8 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 import lorautil
-from lorautil.data import md5_of, mnist_files
-
-DOCUMENT_TRANSFORM = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1301,), (0.3081,))])
+from lorautil.data import mnist_files
+from lorautil.reference import document_transform
 
 
 def loader_batches(dataset, batch_size, shuffle, count=None):
@@ -24,14 +24,14 @@ def assert_same_batches(expected, got):
 
 
 def test_normalised_images_are_bit_identical_to_totensor_normalize(test_set):
-    reference = datasets.MNIST(str(lorautil.DATA_DIR), train=False, transform=DOCUMENT_TRANSFORM)
+    reference = datasets.MNIST(str(lorautil.DATA_DIR), train=False, transform=document_transform())
     expected = torch.stack([reference[i][0].flatten() for i in range(0, 10000, 7)])
     assert torch.equal(test_set.images[::7], expected)
     assert test_set.images.dtype == torch.float32 and test_set.images.shape == (10000, 784)
 
 
 def test_shuffled_epoch_equals_dataloader_bit_for_bit_and_consumes_the_same_rng(test_set):
-    reference = lorautil.mnist_dataset(False, transform=DOCUMENT_TRANSFORM)
+    reference = lorautil.mnist_dataset(False, transform=document_transform())
     torch.manual_seed(3)
     expected = loader_batches(reference, 10, shuffle=True)
     after_loader = torch.rand(3)
@@ -42,7 +42,7 @@ def test_shuffled_epoch_equals_dataloader_bit_for_bit_and_consumes_the_same_rng(
 
 
 def test_second_pass_reshuffles_like_a_dataloader(test_set):
-    reference = lorautil.mnist_dataset(False, transform=DOCUMENT_TRANSFORM)
+    reference = lorautil.mnist_dataset(False, transform=document_transform())
     torch.manual_seed(5)
     loader = DataLoader(reference, batch_size=64, shuffle=True)
     expected = [[(x.flatten(1), y) for x, y in itertools.islice(loader, 5)] for _ in range(2)]
@@ -55,7 +55,7 @@ def test_second_pass_reshuffles_like_a_dataloader(test_set):
 
 
 def test_unshuffled_and_digit_filtered_batches_equal_dataloader(train_set):
-    reference = lorautil.mnist_dataset(True, transform=DOCUMENT_TRANSFORM)
+    reference = lorautil.mnist_dataset(True, transform=document_transform())
     torch.manual_seed(0)
     assert_same_batches(loader_batches(reference, 10, False, 30),
                         list(itertools.islice(iter(lorautil.batches(train_set, 10, False)), 30)))
@@ -84,7 +84,7 @@ def test_mirror_copy_verifies_checksums(mirror, tmp_path):
     lorautil.copy_from_mirror(mirror, tmp_path)
     raw = tmp_path / "MNIST" / "raw"
     for name, md5 in mnist_files():
-        assert md5_of(raw / name) == md5
+        assert hashlib.md5((raw / name).read_bytes()).hexdigest() == md5
     assert not list(raw.glob("*.part"))
 
 

@@ -137,24 +137,35 @@ def test_loading_replaces_the_adapter_of_an_adapted_model(base, x, tmp_path):
     assert torch.equal(second(x), first(x))
 
 
-def test_remove_lora_gives_back_the_base_model(base, x):
-    for method in METHODS:
-        model = lorautil.remove_lora(randomise_adapters(adapted(base, method)))
-        assert torch.equal(model(x), base(x))
-        assert not lorautil.has_lora(model)
-        assert lorautil.count_parameters(model) == 235_146
+@pytest.mark.parametrize("method", METHODS)
+def test_remove_lora_gives_back_the_base_model(base, x, method):
+    model = lorautil.remove_lora(randomise_adapters(adapted(base, method)))
+    assert torch.equal(model(x), base(x))
+    assert not lorautil.has_lora(model)
+    assert lorautil.count_parameters(model) == 235_146
 
 
-def test_scaling_init_and_rank_capping(base):
+def test_scaling_is_alpha_over_r_or_over_sqrt_r_for_rslora():
     assert LoRAParametrization(8, 4, r=4, alpha=8).scaling == 2.0
     assert lorautil.lora_scaling(16, 8, rslora=True) == 2.0
+
+
+def test_kaiming_init_draws_a_within_its_bound_and_b_is_zero():
     torch.manual_seed(0)
     kaiming = LoRALinear(nn.Linear(100, 50), r=4, init="kaiming")
-    assert kaiming.lora_A.abs().max() <= 1 / 10 and not kaiming.lora_B.any()
-    capped = lorautil.add_lora(copy.deepcopy(base), 64, cap_rank=True)
-    ranks = {name: lora.r for name, lora in lorautil.lora_layers(capped)}
-    assert ranks == {"linear1": 64, "linear2": 64, "linear3": 10}
-    only_one = lorautil.add_lora(copy.deepcopy(base), 4, target_modules=["linear2"])
+    assert kaiming.lora_A.abs().max() <= 1 / 10 and kaiming.lora_A.abs().max() > 0.09
+    assert not kaiming.lora_B.any()
+
+
+def test_cap_rank_lowers_r_only_where_a_layer_is_too_small(base):
+    capped = lorautil.add_lora(base, 64, cap_rank=True)
+    assert {name: lora.r for name, lora in lorautil.lora_layers(capped)} == \
+        {"linear1": 64, "linear2": 64, "linear3": 10}
+
+
+def test_target_modules_adapts_only_the_named_layer(base):
+    only_one = lorautil.add_lora(base, 4, target_modules="linear2")
+    assert [name for name, _ in lorautil.lora_layers(only_one)] == ["linear2"]
     assert lorautil.count_parameters(only_one, trainable_only=True) == (256 + 128) * 4
 
 
@@ -164,26 +175,31 @@ def test_bad_rank_is_refused(base, r):
         lorautil.add_lora(base, r)
 
 
-def test_clear_errors_for_bad_requests(base):
-    with pytest.raises(ValueError, match=r"r=64 is larger than linear3.*cap_rank=True"):
-        lorautil.add_lora(copy.deepcopy(base), 64)
-    with pytest.raises(ValueError, match="alpha must be > 0"):
-        lorautil.add_lora(copy.deepcopy(base), 2, alpha=0)
-    with pytest.raises(ValueError, match=r"unknown target module 'linear4'.*linear1"):
-        lorautil.add_lora(copy.deepcopy(base), 2, target_modules=["linear1", "linear4"])
-    with pytest.raises(TypeError, match="not an nn.Linear"):
-        lorautil.add_lora(copy.deepcopy(base), 2, target_modules=["relu"])
-    with pytest.raises(ValueError, match="method must be"):
-        lorautil.add_lora(copy.deepcopy(base), 2, method="adapter")
-    twice = lorautil.add_lora(copy.deepcopy(base), 2)
+@pytest.mark.parametrize("options, error, message", [
+    (dict(r=64), ValueError, r"r=64 is larger than linear3.*cap_rank=True"),
+    (dict(r=2, alpha=0), ValueError, "alpha must be > 0"),
+    (dict(r=2, target_modules=["linear1", "linear4"]), ValueError, r"unknown target module 'linear4'.*linear1"),
+    (dict(r=2, target_modules=["relu"]), TypeError, "not an nn.Linear"),
+    (dict(r=2, target_modules=["linear1", "linear1"]), ValueError, "name each layer once"),
+    (dict(r=2, method="adapter"), ValueError, "method must be"),
+    (dict(r=2, init="uniform"), ValueError, "init must be"),
+])
+def test_a_bad_request_is_refused_and_changes_nothing(base, options, error, message):
+    with pytest.raises(error, match=message):
+        lorautil.add_lora(base, **options)
+    assert not lorautil.has_lora(base) and all(p.requires_grad for p in base.parameters())
+
+
+def test_adding_twice_is_refused(base):
+    twice = lorautil.add_lora(base, 2)
     with pytest.raises(RuntimeError, match="already has LoRA"):
         lorautil.add_lora(twice, 2)
-    with pytest.raises(RuntimeError, match="no LoRA adapters"):
-        lorautil.merge_lora(copy.deepcopy(base))
-    untouched = copy.deepcopy(base)
-    with pytest.raises(ValueError):
-        lorautil.add_lora(untouched, 2, target_modules=["nope"])
-    assert all(p.requires_grad for p in untouched.parameters())  # a refused call changes nothing
+
+
+@pytest.mark.parametrize("action", [lorautil.merge_lora, lorautil.remove_lora, lorautil.adapter_state])
+def test_lora_actions_on_a_model_without_adapters_say_what_to_do(base, action):
+    with pytest.raises(RuntimeError, match=r"no LoRA adapters: call add_lora"):
+        action(base)
 
 
 class Narrow(nn.Module):
@@ -204,9 +220,16 @@ def test_an_adapter_that_does_not_fit_is_refused_and_leaves_the_model_unchanged(
     other_targets = lorautil.add_lora(copy.deepcopy(base), 2, method="wrapper", target_modules=["linear1"])
     with pytest.raises(ValueError, match="was made for targets"):
         lorautil.load_adapter(other_targets, path)
+
+
+def test_a_file_that_is_not_an_adapter_is_refused(base, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(Exception):
-        lorautil.load_adapter(copy.deepcopy(base), tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="is not an adapter saved by lorautil.save_adapter"):
+        lorautil.load_adapter(base, tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is not an adapter saved by lorautil.save_adapter"):
+        lorautil.load_adapter(base, tmp_path / "other.pt")
+    assert not lorautil.has_lora(base)
 
 
 def test_disabling_merged_wrappers_is_refused(base):

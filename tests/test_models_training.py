@@ -7,9 +7,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 import lorautil
-from lorautil.bench import dataloader_epoch
-
-DOCUMENT_TRANSFORM = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1301,), (0.3081,))])
+from lorautil.reference import document_training, document_transform
 
 
 def test_digitsnet_has_the_documents_parameter_count_and_relu_placement():
@@ -41,9 +39,9 @@ def first_batches(loader, count):
 
 def test_in_memory_training_equals_the_dataloader_loop(train_set):
     """The first 300 steps of the documents' loop, with a DataLoader and from memory: same weights."""
-    reference = lorautil.mnist_dataset(True, transform=DOCUMENT_TRANSFORM)
+    reference = lorautil.mnist_dataset(True, transform=document_transform())
     loader = DataLoader(reference, batch_size=10, shuffle=True)
-    model = dataloader_epoch(first_batches(loader, 300))  # seeds 0, builds the model, then iterates
+    model = document_training(first_batches(loader, 300))  # seeds 0, builds the model, then iterates
     torch.manual_seed(0)
     ours = lorautil.DigitsNet()
     lorautil.train(ours, lorautil.batches(train_set, 10, shuffle=True), limit=300, progress=False)
@@ -80,7 +78,7 @@ def test_evaluate_on_a_known_answer():
 
 def test_evaluate_matches_the_documents_per_sample_argmax_loop(test_set):
     model = lorautil.load_base_model(device="cpu", progress=False)
-    reference = lorautil.mnist_dataset(False, transform=DOCUMENT_TRANSFORM)
+    reference = lorautil.mnist_dataset(False, transform=document_transform())
     wrong, correct = [0] * 10, 0
     with torch.no_grad():
         for x, y in DataLoader(reference, batch_size=10):

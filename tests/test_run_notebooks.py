@@ -1,19 +1,39 @@
+"""tools/run_notebooks.py: `make run` executes notebooks in place, tidy, and never half-writes one."""
+import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from run_notebooks import tidy_streams  # noqa: E402
+RUNNER = Path(__file__).resolve().parents[1] / "tools" / "run_notebooks.py"
 
 
-def test_progress_bar_streams_are_merged_and_reduced_to_their_last_screen():
-    cell = nbformat.v4.new_code_cell("train()")
-    cell.outputs = [
-        nbformat.v4.new_output("stream", name="stderr", text="\rEpoch 1:   0%| 0/200"),
-        nbformat.v4.new_output("stream", name="stderr", text="\rEpoch 1:  50%| 100/200\rEpoch 1: 100%| 200/200\n"),
-        nbformat.v4.new_output("stream", name="stdout", text="accuracy 0.74\n"),
-    ]
-    nb = nbformat.v4.new_notebook(cells=[cell])
-    tidy_streams(nb)
-    assert [o["text"] for o in cell.outputs] == ["Epoch 1: 100%| 200/200\n", "accuracy 0.74\n"]
+def write_notebook(path, *sources):
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources]), path)
+
+
+def run(*paths):
+    return subprocess.run([sys.executable, str(RUNNER), *map(str, paths)], capture_output=True, text=True)
+
+
+def test_progress_bars_are_reduced_to_their_last_screen(tmp_path):
+    path = tmp_path / "bars.ipynb"
+    write_notebook(path, "import sys\nsys.stderr.write('\\rstep 0/2'); sys.stderr.flush()\n"
+                         "_ = sys.stderr.write('\\rstep 1/2\\rstep 2/2\\n')", "print('accuracy 0.74')")
+    finished = run(path)
+    assert finished.returncode == 0, finished.stderr
+    assert "bars.ipynb" in finished.stdout and "total" in finished.stdout
+    bar, printed = (cell.outputs for cell in nbformat.read(path, as_version=4).cells)
+    assert [(o["name"], o["text"]) for o in bar] == [("stderr", "step 2/2\n")]
+    assert [(o["name"], o["text"]) for o in printed] == [("stdout", "accuracy 0.74\n")]
+
+
+def test_a_failing_notebook_is_left_unchanged_and_named(tmp_path):
+    path = tmp_path / "broken.ipynb"
+    write_notebook(path, "1 + 1", "raise ValueError('on purpose')")
+    before = path.read_bytes()
+    finished = run(path)
+    assert finished.returncode == 1
+    assert "FAILED broken.ipynb" in finished.stderr and "on purpose" in finished.stderr
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.ipynb"]

@@ -4,7 +4,6 @@ Usage: python tools/run_notebooks.py notebooks/01_matrix_rank.ipynb [...]
 Stops at the first failing cell and says which notebook and cell failed.
 """
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -12,33 +11,9 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 from lorautil.files import atomic_path
-
-
-def last_screen(line):
-    """What a terminal shows of a line that progress bars rewrote with carriage returns."""
-    return ([part for part in re.split(r"\r", line) if part] or [""])[-1]
-
-
-def tidy_streams(nb):
-    """Merge each cell's consecutive outputs to one stream, keeping only what a terminal would show
-    of progress bars: the text after each line's last \r."""
-    for cell in nb.cells:
-        merged = []
-        for output in cell.get("outputs", []):
-            previous = merged[-1] if merged else None
-            if (output.get("output_type") == "stream" and previous is not None
-                    and previous.get("output_type") == "stream" and previous["name"] == output["name"]):
-                previous["text"] += output["text"]
-            else:
-                merged.append(output)
-        for output in merged:
-            if output.get("output_type") == "stream":
-                lines = output["text"].split("\n")
-                output["text"] = "\n".join(last_screen(line) for line in lines)
-        if "outputs" in cell:
-            cell["outputs"] = merged
 
 
 def run(path):
@@ -46,7 +21,8 @@ def run(path):
     client = NotebookClient(nb, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
-    tidy_streams(nb)
+    # Keep what a terminal would show of progress bars: the text after each line's last \r.
+    CoalesceStreamsPreprocessor().preprocess(nb, {})
     with atomic_path(path) as tmp:  # a failed run never leaves a half-written notebook
         nbformat.write(nb, tmp)
 

@@ -4,8 +4,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data import DATA_DIR
+from .data import DATA_DIR, batches, load_mnist
 from .files import atomic_path
+from .training import default_device, train
 
 
 class DigitsNet(nn.Module):
@@ -55,9 +56,6 @@ def pretrain(relu_between=False, train_set=None, progress=True):
 
     Returns (model, per-step losses). Reproduces the documents' numbers exactly on CPU.
     """
-    from .data import batches, load_mnist
-    from .training import train
-
     if train_set is None:
         train_set = load_mnist(train=True)
     torch.manual_seed(0)
@@ -68,8 +66,6 @@ def pretrain(relu_between=False, train_set=None, progress=True):
 
 def load_base_model(relu_between=False, device=None, path=None, progress=True):
     """The pre-trained DigitsNet from notebook 02's file, trained and saved first if missing (notebook 02)."""
-    from .training import default_device
-
     device = device or default_device()
     path = Path(path) if path is not None else base_model_path(relu_between)
     model = DigitsNet(relu_between)

@@ -1,44 +1,17 @@
-"""Benchmarks, measured side by side in one process: `python -m lorautil.bench` (or `make bench`).
+"""Benchmarks, measured side by side in one process: `python tools/bench.py` (or `make bench`).
 
 1. One epoch of the documents' recipe with torchvision's DataLoader and with in-memory batches:
    the two models must be equal bit for bit; prints both times and the ratio.
 2. Training-step time and optimizer-state memory of full fine-tuning versus LoRA at several ranks.
 """
 import argparse
-import copy
 import time
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader
-from torchvision import transforms
 
-from .data import MNIST_MEAN, MNIST_STD, batches, load_mnist, mnist_dataset
-from .lora import add_lora
-from .models import DigitsNet, count_parameters
-from .training import FINETUNE_DIGITS, evaluate, train
-
-
-def dataloader_epoch(train_loader):
-    """The documents' loop, as they wrote it: seed 0, model after the loaders, Adam, one epoch."""
-    torch.manual_seed(0)
-    model = DigitsNet()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
-    loss_fn = nn.CrossEntropyLoss()
-    for x, y in train_loader:
-        optimizer.zero_grad()
-        loss_fn(model(x.view(-1, 28 * 28)), y).backward()
-        optimizer.step()
-    return model
-
-
-def dataloader_accuracy(model, test_loader):
-    """Test accuracy the documents' way: batches of 10 from a DataLoader."""
-    correct = 0
-    with torch.no_grad():
-        for x, y in test_loader:
-            correct += (model(x.view(-1, 28 * 28)).argmax(dim=1) == y).sum().item()
-    return correct / len(test_loader.dataset)
+import lorautil
+from lorautil import FINETUNE_DIGITS, batches, count_parameters, evaluate, load_mnist, train, trainable_copy
+from lorautil.reference import document_accuracy, document_loaders, document_training
 
 
 def timed(function, *args):
@@ -50,21 +23,19 @@ def timed(function, *args):
 
 def compare_data_paths():
     """Part 1: one epoch through the DataLoader and from memory; returns the trained model."""
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
-    train_loader = DataLoader(mnist_dataset(True, transform=transform), batch_size=10, shuffle=True)
-    test_loader = DataLoader(mnist_dataset(False, transform=transform), batch_size=10)
+    train_loader, test_loader = document_loaders()
     train_set, test_set = load_mnist(True), load_mnist(False)
 
     def memory_epoch():
         torch.manual_seed(0)
-        model = DigitsNet()
+        model = lorautil.DigitsNet()
         train(model, batches(train_set, 10, shuffle=True), progress=False)
         return model
 
-    slow, slow_seconds = timed(dataloader_epoch, train_loader)
+    slow, slow_seconds = timed(document_training, train_loader)
     fast, fast_seconds = timed(memory_epoch)
     same = all(torch.equal(v, fast.state_dict()[k]) for k, v in slow.state_dict().items())
-    slow_accuracy, slow_eval = timed(dataloader_accuracy, slow, test_loader)
+    slow_accuracy, slow_eval = timed(document_accuracy, slow, test_loader)
     fast_result, fast_eval = timed(evaluate, fast, test_set)
     print("1. One epoch of the documents' recipe (6,000 steps of batch 10), CPU")
     print(f"   DataLoader loop    {slow_seconds:7.2f} s   test evaluation {slow_eval:6.3f} s")
@@ -90,14 +61,10 @@ def compare_finetuning(base, train_set, ranks=(1, 2, 4, 8, 16, 64), steps=400, r
     rows = {}
     for _ in range(repeats):  # interleave the settings so that machine noise hits them all alike
         for label, r in settings:
-            model = copy.deepcopy(base)
-            if r is None:
-                model.requires_grad_(True)
-            else:
-                add_lora(model, r, cap_rank=True)
-            params = [p for p in model.parameters() if p.requires_grad]
-            optimizer = torch.optim.Adam(params, lr=1e-3)
-            torch.manual_seed(0)
+            options = {"cap_rank": True} if r else {}
+            model = trainable_copy(base, r, seed=0, **options)
+            # Made here rather than inside train() so that its state can be measured afterwards.
+            optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
             data = batches(train_set, 10, shuffle=True, digits=FINETUNE_DIGITS)
             _, seconds = timed(train, model, data, 1, steps, 1e-3, False, None, optimizer)
             best = min(seconds, rows.get(label, (None, float("inf")))[1])
@@ -114,10 +81,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-dataloader", action="store_true", help="only the fine-tuning comparison")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n")
+    # One thread: batches of 10 gain nothing from a second one, and on a busy CPU threads wait on each other.
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread\n")
     if args.skip_dataloader:
         torch.manual_seed(0)
-        base = DigitsNet()
+        base = lorautil.DigitsNet()
     else:
         base = compare_data_paths()
     compare_finetuning(base, load_mnist(True))

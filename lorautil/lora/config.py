@@ -1,0 +1,36 @@
+"""What add_lora is asked for, checked once: r, alpha, method, init and the scaling they give (notebook 03)."""
+import math
+from dataclasses import dataclass, field
+
+METHODS = ("parametrization", "wrapper")
+INITS = ("gaussian", "kaiming")
+
+
+def lora_scaling(r, alpha, rslora=False):
+    """alpha / r, or alpha / sqrt(r) for rsLoRA (notebook 05)."""
+    return alpha / math.sqrt(r) if rslora else alpha / r
+
+
+@dataclass
+class LoraConfig:
+    """The settings of a model's adapters, saved beside their tensors (notebook 03)."""
+
+    r: int
+    alpha: float = 1.0
+    method: str = "parametrization"
+    target_modules: list = field(default_factory=list)
+    train_bias: bool = False
+    init: str = "gaussian"
+    rslora: bool = False
+    cap_rank: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
+            raise ValueError(f"r must be a whole number >= 1, got {self.r!r}")
+        if not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        self.alpha = float(self.alpha)

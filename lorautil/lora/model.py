@@ -1,0 +1,158 @@
+"""Adding LoRA to a model by target name, and merging, removing, disabling and counting it (notebook 03)."""
+from contextlib import contextmanager
+
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .config import LoraConfig
+from .layer import LoRALinear, LoRAParametrization
+
+
+def lora_layers(model):
+    """(name, LoRA module) for every LoRA parametrization or wrapper in `model` (notebook 03)."""
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            found.append((name, module))
+        elif parametrize.is_parametrized(module, "weight"):
+            found.extend((name, p) for p in module.parametrizations.weight if isinstance(p, LoRAParametrization))
+    return found
+
+
+def has_lora(model):
+    """True if `model` carries LoRA adapters (notebook 03)."""
+    return bool(lora_layers(model))
+
+
+def resolve_targets(model, target_modules):
+    """The names of the Linear layers to adapt: all of them, or `target_modules`, with errors that list them (notebook 03)."""
+    modules = dict(model.named_modules())
+    linears = sorted(name for name, m in modules.items() if isinstance(m, nn.Linear))
+    if target_modules is None:
+        if not linears:
+            raise ValueError("the model has no nn.Linear layers to adapt")
+        return [name for name in modules if name in linears]  # module order
+    targets = [target_modules] if isinstance(target_modules, str) else list(target_modules)
+    for name in targets:
+        if name not in modules:
+            raise ValueError(f"unknown target module {name!r}: the model's Linear layers are {linears}")
+        if name not in linears:
+            raise TypeError(f"target {name!r} is a {type(modules[name]).__name__}, not an nn.Linear: "
+                            f"LoRA here adapts Linear layers; choose from {linears}")
+    if not targets or len(set(targets)) != len(targets):
+        raise ValueError(f"target_modules must name each layer once, got {targets}")
+    return targets
+
+
+def layer_rank(name, layer, r, cap_rank):
+    """r, or the layer's smallest side when cap_rank is set and r exceeds it (notebook 05)."""
+    largest = min(layer.in_features, layer.out_features)
+    if r <= largest:
+        return r
+    if cap_rank:
+        return largest
+    raise ValueError(f"r={r} is larger than {name}'s smallest side ({layer.out_features}x{layer.in_features}): "
+                     f"an update of that shape has rank at most {largest}. Choose r <= {largest}, or pass "
+                     f"cap_rank=True to use min(r, {largest}) there.")
+
+
+def add_lora(model, r, alpha=1.0, method="parametrization", target_modules=None, train_bias=False,
+             init="gaussian", rslora=False, cap_rank=False):
+    """Add rank-r LoRA to the target Linear layers and freeze everything else; returns `model` (notebook 03).
+
+    method: "parametrization" (W + scaling*B@A on the weight) or "wrapper" (a LoRALinear module).
+    train_bias=True keeps the target layers' biases trainable, as the documents' wrapper run did.
+    """
+    config = LoraConfig(r, alpha, method, [], train_bias, init, rslora, cap_rank)  # checks the settings
+    if has_lora(model):
+        raise RuntimeError("this model already has LoRA adapters: merge_lora() or remove_lora() them first, "
+                           "or load_adapter() to replace their weights")
+    config.target_modules = resolve_targets(model, target_modules)
+    layers = {name: model.get_submodule(name) for name in config.target_modules}
+    ranks = {name: layer_rank(name, layer, r, cap_rank) for name, layer in layers.items()}
+    model.requires_grad_(False)
+    for name, layer in layers.items():  # in module order, so both methods draw the same A from the same seed
+        if method == "parametrization":
+            lora = LoRAParametrization(layer.in_features, layer.out_features, ranks[name], alpha, init, rslora)
+            parametrize.register_parametrization(layer, "weight", lora.to(layer.weight))
+        else:
+            model.set_submodule(name, LoRALinear(layer, ranks[name], alpha, init, rslora).to(layer.weight))
+        if train_bias and layer.bias is not None:
+            layer.bias.requires_grad_(True)
+    model.lora_config = config
+    return model
+
+
+def require_lora(model):
+    """Raise a clear error unless `model` has adapters (notebook 03)."""
+    if not has_lora(model):
+        raise RuntimeError("this model has no LoRA adapters: call add_lora(model, r) first")
+
+
+def _own_class_then_remove(module, leave_parametrized):
+    """remove_parametrizations on `weight`, after giving the module a class of its own.
+
+    copy.deepcopy shares PyTorch's injected Parametrized* class between a model and its copies, and
+    removing the parametrization deletes the `weight` property from that class: without this, merging
+    a copy would break the original."""
+    cls = module.__class__
+    module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+    parametrize.remove_parametrizations(module, "weight", leave_parametrized=leave_parametrized)
+
+
+def _unload(model, keep_update):
+    """Take every adapter out, folding its update into the weight first when keep_update is True."""
+    require_lora(model)
+    for name, lora in lora_layers(model):
+        if isinstance(lora, LoRAParametrization):
+            _own_class_then_remove(model.get_submodule(name), leave_parametrized=keep_update)
+            continue
+        if keep_update:
+            lora.merge()
+        else:
+            lora.unmerge()
+        model.set_submodule(name, lora.base)
+    del model.lora_config
+    return model
+
+
+def merge_lora(model):
+    """Fold every adapter into its base weight and leave plain nn.Linear layers (PEFT's merge_and_unload) (notebook 03)."""
+    require_lora(model)
+    if not all(lora.enabled for _, lora in lora_layers(model)):
+        # A disabled parametrization would bake in W alone, a wrapper W + BA: refuse rather than guess.
+        raise RuntimeError("some adapters are disabled: merge outside `with disable_lora(model):`")
+    return _unload(model, keep_update=True)
+
+
+def remove_lora(model):
+    """Drop every adapter without merging (PEFT's unload); biases trained with train_bias=True stay (notebook 04)."""
+    return _unload(model, keep_update=False)
+
+
+@contextmanager
+def disable_lora(model):
+    """Turn the adapters off inside this block: exactly the base model unless biases were trained (notebook 03).
+
+    As with PEFT's bias="all", biases trained with train_bias=True belong to the base layers and stay.
+    """
+    require_lora(model)
+    layers = [lora for _, lora in lora_layers(model)]
+    if any(getattr(lora, "merged", False) for lora in layers):
+        raise RuntimeError("some adapters are merged into their weights: unmerge() them before "
+                           "disabling, or keep an unmerged copy of the model")
+    previous = [lora.enabled for lora in layers]
+    for lora in layers:
+        lora.enabled = False
+    try:
+        yield model
+    finally:
+        for lora, was in zip(layers, previous):
+            lora.enabled = was
+
+
+def trainable_summary(model):
+    """PEFT's line: 'trainable params: 3,124 || all params: 238,270 || trainable%: 1.3111' (notebook 03)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
