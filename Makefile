@@ -22,6 +22,7 @@ lab: data
 	$(PY) tools/lab.py $(LAB_ARGS)
 
 test: data
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -rs -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env
 
 run: data

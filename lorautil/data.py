@@ -129,6 +129,8 @@ class Batches:
     """Mini-batches identical to DataLoader(dataset, batch_size, shuffle), drawn from memory (notebook 02).
 
     Like a DataLoader, each pass draws its shuffle seed from the global RNG when iteration starts.
+    A DataLoader over a TensorDataset with a BatchSampler gives the same batches bit for bit, but
+    iterating an epoch took 1.56 s against 0.57 s this way (2-core CPU), so the course keeps this.
     """
 
     def __init__(self, dataset, batch_size, shuffle, digits=None):
@@ -175,4 +177,4 @@ def main():
     try:
         prepare()
     except MNISTUnavailableError as error:
-        raise SystemExit(f"error: {error}")
+        raise SystemExit(f"error: {error}") from None

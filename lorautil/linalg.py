@@ -3,12 +3,12 @@ import torch
 
 
 def lora_parameter_count(d, k, r):
-    """Entries of a rank-r update B (d x r) @ A (r x k): (d + k) * r, against d * k for the full matrix (notebook 01)."""
+    """Entries of a rank-r update B (d x r) @ A (r x k): (d + k) * r, against d * k in full (notebook 01)."""
     return (d + k) * r
 
 
 def truncated_svd(matrix, k):
-    """The best rank-k approximation of a 2-D `matrix`: its top k singular triples (Eckart-Young-Mirsky) (notebook 01)."""
+    """The best rank-k approximation of `matrix`: its top k singular triples (Eckart-Young-Mirsky) (notebook 01)."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     U, S, Vh = torch.linalg.svd(matrix, full_matrices=False)

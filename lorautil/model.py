@@ -8,6 +8,8 @@ from .data import DATA_DIR, batches, load_mnist
 from .files import atomic_path
 from .training import default_device, train
 
+LINEAR_LAYERS = ("linear1", "linear2", "linear3")  # DigitsNet's Linear layers, input to output
+
 
 class DigitsNet(nn.Module):
     """784 -> 256 -> 128 -> 10, as in the source documents (notebook 02).

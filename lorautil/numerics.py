@@ -22,7 +22,7 @@ def max_difference(actual, expected):
 
 
 def assert_identity(actual, expected, rtol=IDENTITY_RTOL):
-    """Assert two float64 results agree to `rtol` of the largest |expected|; returns (difference, tolerance) (notebook 03)."""
+    """Assert two float64 results agree to `rtol` of the largest |expected|; (difference, tolerance) (notebook 03)."""
     if actual.dtype != torch.float64 or expected.dtype != torch.float64:
         raise TypeError(f"check identities in float64 (got {actual.dtype} and {expected.dtype}): "
                         "float32 results differ in their last bits from CPU to CPU")

@@ -26,7 +26,7 @@ def document_loaders():
 
 
 def document_training(train_batches):
-    """The documents' loop: seed 0, the model after the loaders, Adam(1e-3), one pass over `train_batches` (notebook 02)."""
+    """The documents' loop: seed 0, the model after the loaders, Adam(1e-3), one pass (notebook 02)."""
     torch.manual_seed(0)
     model = DigitsNet()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001)

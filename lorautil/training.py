@@ -9,7 +9,7 @@ from torch import nn
 from tqdm import tqdm as text_tqdm
 from tqdm.auto import tqdm as auto_tqdm
 
-from .data import FINETUNE_DIGITS, batches
+from .data import FINETUNE_DIGITS, OTHER_DIGITS, batches
 from .lora import add_lora
 
 DEVICE_VARIABLE = "LORAUTIL_DEVICE"
@@ -93,6 +93,11 @@ class EvalResult:
         correct = sum(self.confusion[d, d].item() for d in digits)
         return correct / self.confusion[digits].sum().item()
 
+    def by_group(self):
+        """{"fine": accuracy on FINETUNE_DIGITS, "other": on OTHER_DIGITS, "overall": on all} (notebook 03)."""
+        return {"fine": self.accuracy_on(FINETUNE_DIGITS), "other": self.accuracy_on(OTHER_DIGITS),
+                "overall": self.accuracy}
+
     def __repr__(self):
         return (f"EvalResult(accuracy={self.accuracy:.4f}, wrong_counts={self.wrong_counts})")
 
@@ -127,7 +132,7 @@ def evaluate(model, dataset, batch_size=1000):
 
 
 def trainable_copy(base_model, r=None, seed=0, **lora_options):
-    """A copy of `base_model` to train: every parameter (r=None) or add_lora(r, ...), after torch.manual_seed(seed) (notebook 05).
+    """A copy of `base_model` to train: all parameters (r=None) or add_lora(r, ...), seeded first (notebook 05).
 
     The seed comes first, so it fixes the LoRA initialisation and then the batch order drawn after it.
     """

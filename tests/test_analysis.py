@@ -5,9 +5,17 @@ import pytest
 import torch
 
 import lorautil
-from lorautil.analysis import (amplification, delta_weights, projection_norm, random_orthonormal,
-                               singular_directions, subspace_similarity, subspace_similarity_grid,
-                               tensor_bytes, with_weights)
+from lorautil.analysis import (
+    amplification,
+    delta_weights,
+    projection_norm,
+    random_orthonormal,
+    singular_directions,
+    subspace_similarity,
+    subspace_similarity_grid,
+    tensor_bytes,
+    with_weights,
+)
 
 LAYERS = ["linear1", "linear2", "linear3"]
 

@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
-from torchvision import datasets, transforms
+from torchvision import datasets
 
 import lorautil
 from lorautil.data import mnist_files
@@ -19,7 +19,7 @@ def loader_batches(dataset, batch_size, shuffle, count=None):
 
 def assert_same_batches(expected, got):
     assert len(expected) == len(got)
-    for (x1, y1), (x2, y2) in zip(expected, got):
+    for (x1, y1), (x2, y2) in zip(expected, got, strict=True):
         assert torch.equal(x1, x2) and torch.equal(y1, y2)
 
 

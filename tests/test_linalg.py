@@ -4,8 +4,7 @@ import math
 import pytest
 import torch
 
-from lorautil.linalg import (approximation_errors, energy_fraction, energy_rank, lora_parameter_count,
-                             truncated_svd)
+from lorautil.linalg import approximation_errors, energy_fraction, energy_rank, lora_parameter_count, truncated_svd
 
 
 def test_parameter_counts_match_the_documents():

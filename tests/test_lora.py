@@ -62,7 +62,7 @@ def test_disabled_adapters_give_the_base_model_bit_for_bit(base, x, method):
 def test_both_methods_draw_the_same_init_and_give_the_same_outputs(base, x, assert_identity):
     by_parametrization = randomise_adapters(adapted(base, "parametrization"))
     by_wrapper = randomise_adapters(adapted(base, "wrapper"))
-    for (_, a), (_, b) in zip(lorautil.lora_layers(by_parametrization), lorautil.lora_layers(by_wrapper)):
+    for (_, a), (_, b) in zip(lorautil.lora_layers(by_parametrization), lorautil.lora_layers(by_wrapper), strict=True):
         assert torch.equal(a.lora_A, b.lora_A) and torch.equal(a.lora_B, b.lora_B)
         assert a.lora_A.shape[0] == 2 and a.lora_B.shape[1] == 2
     assert_identity(by_parametrization(x), by_wrapper(x))

@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torchvision import transforms
 
 import lorautil
 from lorautil.reference import document_training, document_transform
@@ -82,7 +81,7 @@ def test_evaluate_matches_the_documents_per_sample_argmax_loop(test_set):
     wrong, correct = [0] * 10, 0
     with torch.no_grad():
         for x, y in DataLoader(reference, batch_size=10):
-            for output, label in zip(model(x.view(-1, 784)), y):
+            for output, label in zip(model(x.view(-1, 784)), y, strict=True):
                 if torch.argmax(output) == label:
                     correct += 1
                 else:

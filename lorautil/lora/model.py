@@ -25,7 +25,7 @@ def has_lora(model):
 
 
 def resolve_targets(model, target_modules):
-    """The names of the Linear layers to adapt: all of them, or `target_modules`, with errors that list them (notebook 03)."""
+    """Names of the Linear layers to adapt: all, or `target_modules`, with errors that list them (notebook 03)."""
     modules = dict(model.named_modules())
     linears = sorted(name for name, m in modules.items() if isinstance(m, nn.Linear))
     if target_modules is None:
@@ -117,7 +117,7 @@ def _unload(model, keep_update):
 
 
 def merge_lora(model):
-    """Fold every adapter into its base weight and leave plain nn.Linear layers (PEFT's merge_and_unload) (notebook 03)."""
+    """Fold every adapter into its weight, leaving plain nn.Linear layers (PEFT's merge_and_unload) (notebook 03)."""
     require_lora(model)
     if not all(lora.enabled for _, lora in lora_layers(model)):
         # A disabled parametrization would bake in W alone, a wrapper W + BA: refuse rather than guess.
@@ -147,7 +147,7 @@ def disable_lora(model):
     try:
         yield model
     finally:
-        for lora, was in zip(layers, previous):
+        for lora, was in zip(layers, previous, strict=True):
             lora.enabled = was
 
 

@@ -1,0 +1,23 @@
+"""Results of many runs (settings x seeds) as lists of dicts: select, group and average them (notebook 05)."""
+import statistics
+
+
+def select(rows, **conditions):
+    """The rows whose fields equal `conditions`, e.g. select(rows, method="r=8", step=200) (notebook 05)."""
+    return [row for row in rows if all(row[key] == value for key, value in conditions.items())]
+
+
+def group_by(rows, key):
+    """{value of `key`: [rows with that value]}, in first-seen order (notebook 05)."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(row)
+    return groups
+
+
+def mean_std(rows, measure):
+    """(mean, sample standard deviation) of `measure` over `rows`, e.g. over seeds; 0 for one row (notebook 05)."""
+    values = [row[measure] for row in rows]
+    if not values:
+        raise ValueError(f"no rows to average {measure!r} over: check the selection")
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0

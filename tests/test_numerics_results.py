@@ -1,0 +1,65 @@
+"""Identity checks in float64 (notebook 03) and the helpers that average runs over seeds (notebook 05)."""
+import pytest
+import torch
+
+import lorautil
+
+
+def test_assert_identity_accepts_rounding_and_reports_it():
+    expected = torch.tensor([1.0, -200.0, 3.0], dtype=torch.float64)
+    difference, tolerance = lorautil.assert_identity(expected + 1e-13, expected)
+    assert 0 < difference < 2e-13 and tolerance == pytest.approx(200 * lorautil.IDENTITY_RTOL)
+
+
+def test_assert_identity_rejects_a_real_difference():
+    expected = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(AssertionError, match="not the same up to rounding"):
+        lorautil.assert_identity(expected * (1 + 1e-6), expected)
+
+
+def test_assert_identity_refuses_float32_and_mismatched_shapes():
+    with pytest.raises(TypeError, match="check identities in float64"):
+        lorautil.assert_identity(torch.ones(3), torch.ones(3))
+    with pytest.raises(ValueError, match="shapes differ"):
+        lorautil.assert_identity(torch.ones(3, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
+
+
+def test_float64_copy_leaves_the_original_in_float32(small_model):
+    copy = lorautil.float64_copy(small_model)
+    assert lorautil.model_dtype(copy) == torch.float64 and lorautil.model_dtype(small_model) == torch.float32
+    x = torch.randn(5, 784)
+    lorautil.assert_identity(copy(x.double()), small_model.double()(x.double()))
+
+
+def test_trainable_copy_seeds_before_adding_lora_and_leaves_the_base_frozen_as_it_was(small_model):
+    small_model.requires_grad_(False)
+    full = lorautil.trainable_copy(small_model, r=None, seed=3)
+    assert all(p.requires_grad for p in full.parameters())
+    assert not any(p.requires_grad for p in small_model.parameters())
+    first, second = (lorautil.trainable_copy(small_model, r=2, seed=3) for _ in range(2))
+    assert torch.equal(first.linear1.parametrizations.weight[0].lora_A,
+                       second.linear1.parametrizations.weight[0].lora_A)
+    torch.manual_seed(3)
+    assert torch.equal(first.linear1.parametrizations.weight[0].lora_A, torch.randn(2, 784))
+
+
+def test_accuracy_by_group_splits_finetuned_and_other_digits():
+    confusion = torch.diag(torch.full((10,), 10))
+    confusion[2, 3], confusion[2, 2] = 5, 5  # half of the 2s wrong
+    result = lorautil.EvalResult(95 / 100, None, None, confusion, None)
+    groups = result.by_group()
+    assert groups == {"fine": pytest.approx(45 / 50), "other": 1.0, "overall": 0.95}
+
+
+ROWS = [{"method": "r=1", "seed": 0, "acc": 0.5}, {"method": "r=2", "seed": 0, "acc": 0.7},
+        {"method": "r=1", "seed": 1, "acc": 0.7}]
+
+
+def test_select_group_and_average_rows():
+    assert lorautil.select(ROWS, method="r=1", seed=1) == [ROWS[2]]
+    assert list(lorautil.group_by(ROWS, "method")) == ["r=1", "r=2"]
+    mean, std = lorautil.mean_std(lorautil.select(ROWS, method="r=1"), "acc")
+    assert mean == pytest.approx(0.6) and std == pytest.approx(0.1414213562)
+    assert lorautil.mean_std(lorautil.select(ROWS, method="r=2"), "acc") == (0.7, 0.0)
+    with pytest.raises(ValueError, match="no rows"):
+        lorautil.mean_std(lorautil.select(ROWS, method="r=9"), "acc")
