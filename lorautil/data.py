@@ -46,6 +46,22 @@ class MNISTTensors:
         return MNISTTensors(self.images[keep], self.labels[keep])
 
 
+VALIDATION_SIZE = 10_000  # as many as the test set, carved from the 60,000 training images
+VALIDATION_SEED = 0
+
+
+def split_validation(train_set, size=VALIDATION_SIZE, seed=VALIDATION_SEED):
+    """(train, validation): `size` images held out of `train_set` at random, to choose settings on (notebook 05).
+
+    A generator of its own makes the split the same whatever the global RNG did before; both parts keep
+    the original order. The test set then only reports."""
+    if not 0 < size < len(train_set):
+        raise ValueError(f"size must be between 1 and {len(train_set) - 1}, got {size}")
+    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))
+    held_out, kept = order[:size].sort().values, order[size:].sort().values
+    return MNISTTensors(*train_set[kept]), MNISTTensors(*train_set[held_out])
+
+
 def mnist_files():
     """The four official file names and their MD5 sums, as torchvision checks them (notebook 02)."""
     return list(datasets.MNIST.resources)

@@ -130,3 +130,18 @@ def test_corrupt_extracted_file_is_reported_and_removed(mirror, tmp_path, monkey
         lorautil.load_mnist(False, root=tmp_path)
     assert not extracted.exists()
     assert len(lorautil.load_mnist(False, root=tmp_path)) == 10000  # re-extracted from the archive
+
+
+def test_validation_split_is_fixed_disjoint_and_keeps_the_order(train_set):
+    torch.manual_seed(123)  # the global RNG must not matter
+    kept, held_out = lorautil.split_validation(train_set)
+    torch.manual_seed(456)
+    kept_again, held_out_again = lorautil.split_validation(train_set)
+    assert torch.equal(held_out.labels, held_out_again.labels) and torch.equal(kept.images, kept_again.images)
+    assert len(kept) == 50_000 and len(held_out) == lorautil.VALIDATION_SIZE == 10_000
+    # Every training image lands in exactly one part: compare sorted pixel sums as fingerprints.
+    fingerprints = torch.cat([kept.images.sum(1), held_out.images.sum(1)]).sort().values
+    assert torch.equal(fingerprints, train_set.images.sum(1).sort().values)
+    assert set(held_out.labels.tolist()) == set(range(10))
+    with pytest.raises(ValueError, match="size must be between 1 and 59999"):
+        lorautil.split_validation(train_set, size=60_000)
