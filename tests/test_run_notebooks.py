@@ -37,3 +37,11 @@ def test_a_failing_notebook_is_left_unchanged_and_named(tmp_path):
     assert "FAILED broken.ipynb" in finished.stderr and "on purpose" in finished.stderr
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.ipynb"]
+
+
+def test_no_per_cell_timestamps_are_written(tmp_path):
+    path = tmp_path / "plain.ipynb"
+    write_notebook(path, "1 + 1")
+    assert run(path).returncode == 0
+    cell = nbformat.read(path, as_version=4).cells[0]
+    assert "execution" not in cell.metadata and cell.outputs[0]["data"]["text/plain"] == "2"

@@ -18,7 +18,9 @@ from lorautil.files import atomic_path
 
 def run(path):
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=900, kernel_name="python3",
+    for cell in nb.cells:  # per-cell timestamps change on every run: keep them out of the committed file
+        cell.metadata.pop("execution", None)
+    client = NotebookClient(nb, timeout=900, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     # Keep what a terminal would show of progress bars: the text after each line's last \r.
