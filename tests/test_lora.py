@@ -150,11 +150,19 @@ def test_scaling_is_alpha_over_r_or_over_sqrt_r_for_rslora():
     assert lorautil.lora_scaling(16, 8, rslora=True) == 2.0
 
 
-def test_kaiming_init_draws_a_within_its_bound_and_b_is_zero():
+def test_the_default_init_is_peft_kaiming_uniform_and_b_is_zero():
     torch.manual_seed(0)
-    kaiming = LoRALinear(nn.Linear(100, 50), r=4, init="kaiming")
-    assert kaiming.lora_A.abs().max() <= 1 / 10 and kaiming.lora_A.abs().max() > 0.09
+    kaiming = LoRALinear(nn.Linear(100, 50), r=4)
+    assert kaiming.lora_A.abs().max() <= 1 / 10 and kaiming.lora_A.abs().max() > 0.09  # U(-1/sqrt(in), ...)
     assert not kaiming.lora_B.any()
+
+
+@pytest.mark.parametrize("init, std", [("gaussian", 1 / 8), ("standard_normal", 1.0)])
+def test_gaussian_inits_draw_a_with_their_standard_deviation(init, std):
+    torch.manual_seed(0)
+    lora = LoRAParametrization(784, 256, r=8, init=init)
+    assert lora.lora_A.std().item() == pytest.approx(std, rel=0.02)  # 6,272 draws: 2% is about 2 standard errors
+    assert abs(lora.lora_A.mean().item()) < 0.05 * std and not lora.lora_B.any()
 
 
 def test_cap_rank_lowers_r_only_where_a_layer_is_too_small(base):

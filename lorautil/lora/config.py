@@ -3,7 +3,9 @@ import math
 from dataclasses import dataclass, field
 
 METHODS = ("parametrization", "wrapper")
-INITS = ("gaussian", "kaiming")
+# PEFT's names and meanings: "kaiming" is its default (kaiming-uniform A), "gaussian" its N(0, 1/r);
+# "standard_normal" is the source documents' N(0, 1), used where the course reproduces them.
+INITS = ("kaiming", "gaussian", "standard_normal")
 
 
 def lora_scaling(r, alpha, rslora=False):
@@ -20,7 +22,7 @@ class LoraConfig:
     method: str = "parametrization"
     target_modules: list = field(default_factory=list)
     train_bias: bool = False
-    init: str = "gaussian"
+    init: str = "kaiming"
     rslora: bool = False
     cap_rank: bool = False
 

@@ -4,25 +4,29 @@ import math
 import torch
 from torch import nn
 
-from .config import lora_scaling
+from .config import INITS, lora_scaling
 
 
 class LoRAFactors(nn.Module):
     """A (r, in) and B (out, r) with scaling alpha / r: the update scaling * B @ A, shaped like W (notebook 03).
 
-    A starts random (N(0, 1) as in the documents, or PEFT's kaiming-uniform) and B at zero, so B @ A = 0.
+    B starts at zero, so B @ A = 0. A starts random, named as in PEFT's init_lora_weights: "kaiming"
+    (PEFT's default: kaiming-uniform, a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in))), "gaussian"
+    (PEFT's: N(0, 1/r), a standard deviation of 1/r), or "standard_normal" (the source documents' N(0, 1)).
     """
 
-    def __init__(self, in_features, out_features, r, alpha=1.0, init="gaussian", rslora=False):
+    def __init__(self, in_features, out_features, r, alpha=1.0, init="kaiming", rslora=False):
         super().__init__()
         self.lora_A = nn.Parameter(torch.empty(r, in_features))
         self.lora_B = nn.Parameter(torch.zeros(out_features, r))
-        if init == "gaussian":
-            nn.init.normal_(self.lora_A, mean=0.0, std=1.0)
-        elif init == "kaiming":
+        if init == "kaiming":
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        elif init == "gaussian":
+            nn.init.normal_(self.lora_A, mean=0.0, std=1 / r)
+        elif init == "standard_normal":
+            nn.init.normal_(self.lora_A, mean=0.0, std=1.0)
         else:
-            raise ValueError(f"init must be 'gaussian' or 'kaiming', got {init!r}")
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.r, self.alpha, self.scaling = r, alpha, lora_scaling(r, alpha, rslora)
         self.enabled = True
 
@@ -47,7 +51,7 @@ class LoRALinear(LoRAFactors):
     merge() folds the update into the base weight (no extra latency); unmerge() takes it out again.
     """
 
-    def __init__(self, base, r, alpha=1.0, init="gaussian", rslora=False):
+    def __init__(self, base, r, alpha=1.0, init="kaiming", rslora=False):
         super().__init__(base.in_features, base.out_features, r, alpha, init, rslora)
         self.base = base
         self.merged = False

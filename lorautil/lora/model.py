@@ -57,11 +57,12 @@ def layer_rank(name, layer, r, cap_rank):
 
 
 def add_lora(model, r, alpha=1.0, method="parametrization", target_modules=None, train_bias=False,
-             init="gaussian", rslora=False, cap_rank=False):
+             init="kaiming", rslora=False, cap_rank=False):
     """Add rank-r LoRA to the target Linear layers and freeze everything else; returns `model` (notebook 03).
 
     method: "parametrization" (W + scaling*B@A on the weight) or "wrapper" (a LoRALinear module).
     train_bias=True keeps the target layers' biases trainable, as the documents' wrapper run did.
+    init: "kaiming" (PEFT's default), "gaussian" (PEFT's N(0, 1/r)) or "standard_normal" (the documents').
     """
     config = LoraConfig(r, alpha, method, [], train_bias, init, rslora, cap_rank)  # checks the settings
     if has_lora(model):
