@@ -59,7 +59,7 @@ def plot_confusion(result, title="confusion matrix", ax=None):
         for p in range(10):
             value = matrix[t, p].item()
             if value:
-                ax.text(p, t, value, ha="center", va="center", fontsize=6,
+                ax.text(p, t, value, ha="center", va="center", fontsize=8,
                         color="white" if value > matrix.max().item() / 2 else "black")
     ax.set_xticks(range(10))
     ax.set_yticks(range(10))
