@@ -61,8 +61,7 @@ def compare_finetuning(base, train_set, ranks=(1, 2, 4, 8, 16, 64), steps=400, r
     rows = {}
     for _ in range(repeats):  # interleave the settings so that machine noise hits them all alike
         for label, r in settings:
-            options = {"cap_rank": True} if r else {}
-            model = trainable_copy(base, r, seed=0, **options)
+            model = trainable_copy(base, r, seed=0, cap_rank=True)  # r=None ignores LoRA options
             # Made here rather than inside train() so that its state can be measured afterwards.
             optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
             data = batches(train_set, 10, shuffle=True, digits=FINETUNE_DIGITS)
