@@ -29,6 +29,7 @@ from .data import (
     load_mnist,
     mnist_dataset,
     normalize,
+    rotate_digits,
     split_validation,
 )
 from .files import atomic_path
@@ -62,12 +63,14 @@ from .plots import (
     show_misclassified,
     to_pixels,
 )
-from .results import group_by, mean_std, select
+from .results import best_by, group_by, mean_std, select
 from .training import (
+    LEARNING_RATES,
     EvalResult,
     default_device,
     evaluate,
     finetune,
+    freeze_all_but,
     model_device,
     model_dtype,
     predict,
@@ -84,8 +87,9 @@ __all__ = [
     "atomic_path",
     "base_layer",
     "base_model_path",
-    "batches",
     "Batches",
+    "batches",
+    "best_by",
     "copy_from_mirror",
     "count_parameters",
     "DATA_DIR",
@@ -100,9 +104,11 @@ __all__ = [
     "finetune",
     "FINETUNE_DIGITS",
     "float64_copy",
+    "freeze_all_but",
     "group_by",
     "has_lora",
     "IDENTITY_RTOL",
+    "LEARNING_RATES",
     "LINEAR_LAYERS",
     "load_adapter",
     "load_base_model",
@@ -135,6 +141,7 @@ __all__ = [
     "projection_norm",
     "random_orthonormal",
     "remove_lora",
+    "rotate_digits",
     "save_adapter",
     "save_state",
     "select",

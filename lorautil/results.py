@@ -21,3 +21,13 @@ def mean_std(rows, measure):
     if not values:
         raise ValueError(f"no rows to average {measure!r} over: check the selection")
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def best_by(rows, key, measure):
+    """(value of `key` whose rows have the highest mean `measure`, that mean), e.g. the best lr (notebook 05)."""
+    groups = group_by(rows, key)
+    if not groups:
+        raise ValueError(f"no rows to choose a {key!r} from: check the selection")
+    means = {value: mean_std(group, measure)[0] for value, group in groups.items()}
+    best = max(means, key=means.get)
+    return best, means[best]

@@ -131,27 +131,52 @@ def evaluate(model, dataset, batch_size=1000):
     )
 
 
-def trainable_copy(base_model, r=None, seed=0, **lora_options):
-    """A copy of `base_model` to train: all parameters (r=None) or add_lora(r, ...), seeded first (notebook 05).
+# Learning rates to tune over, a factor of about 3 apart; choose on a validation split (notebook 05).
+LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+
+
+def freeze_all_but(model, layers):
+    """Make only the parameters of the named submodules trainable, e.g. ["linear3"] (notebook 05)."""
+    modules = dict(model.named_modules())
+    names = [layers] if isinstance(layers, str) else list(layers)
+    unknown = [name for name in names if name not in modules or not name]
+    if unknown or not names:
+        choices = [name for name, m in modules.items() if name and any(True for _ in m.parameters(recurse=False))]
+        raise ValueError(f"layers to train must name submodules of the model, got {names}; choose from {choices}")
+    model.requires_grad_(False)
+    for name in names:
+        modules[name].requires_grad_(True)
+    return model
+
+
+def trainable_copy(base_model, r=None, seed=0, train_only=None, **lora_options):
+    """A copy of `base_model` to train: every parameter, only the `train_only` layers, or LoRA at r (notebook 05).
 
     The seed comes first, so it fixes the LoRA initialisation and then the batch order drawn after it.
     """
+    if train_only is not None and r is not None:
+        raise ValueError("train_only fully trains the named layers and needs r=None; "
+                         "to adapt only some layers with LoRA pass target_modules instead")
     model = copy.deepcopy(base_model)
     torch.manual_seed(seed)
-    if r is None:
-        model.requires_grad_(True)
-    else:
+    if r is not None:
         add_lora(model, r, **lora_options)
+    elif train_only is not None:
+        freeze_all_but(model, train_only)
+    else:
+        model.requires_grad_(True)
     return model
 
 
 def finetune(base_model, train_set, r=None, steps=200, seed=0, digits=FINETUNE_DIGITS, lr=1e-3,
-             batch_size=10, progress=False, **lora_options):
+             batch_size=10, progress=False, train_only=None, on_step=None, **lora_options):
     """Fine-tune a trainable_copy of `base_model` on `digits` for `steps` steps; returns (model, losses) (notebook 03).
 
-    r=None trains every parameter (full fine-tuning); otherwise add_lora(model, r, **lora_options).
+    r=None trains every parameter (full fine-tuning), or only the `train_only` layers; otherwise
+    add_lora(model, r, **lora_options). digits=None trains on every label; on_step(step, loss) as in train().
     """
-    model = trainable_copy(base_model, r, seed, **lora_options)
+    model = trainable_copy(base_model, r, seed, train_only, **lora_options)
     data = batches(train_set, batch_size, shuffle=True, digits=digits)
-    losses = train(model, data, epochs=math.ceil(steps / len(data)), limit=steps, lr=lr, progress=progress)
+    losses = train(model, data, epochs=math.ceil(steps / len(data)), limit=steps, lr=lr, progress=progress,
+                   on_step=on_step)
     return model, losses

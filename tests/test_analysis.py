@@ -1,4 +1,4 @@
-"""Known answers for lorautil.analysis (notebook 07)."""
+"""Known answers for lorautil.analysis (notebook 08)."""
 import copy
 
 import pytest

@@ -145,3 +145,22 @@ def test_validation_split_is_fixed_disjoint_and_keeps_the_order(train_set):
     assert set(held_out.labels.tolist()) == set(range(10))
     with pytest.raises(ValueError, match="size must be between 1 and 59999"):
         lorautil.split_validation(train_set, size=60_000)
+
+
+def test_rotated_digits_are_an_exact_quarter_turn_with_the_labels_kept(test_set):
+    rotated = lorautil.rotate_digits(test_set.first(50))
+    assert len(rotated) == 50 and torch.equal(rotated.labels, test_set.labels[:50])
+    image, turned = test_set.images[7].view(28, 28), rotated.images[7].view(28, 28)
+    # counter-clockwise: the top row of the turned image is the original's last column, read top to bottom
+    assert torch.equal(turned[0], image[:, -1])
+    assert not torch.equal(turned, image)
+    four_turns = lorautil.rotate_digits(test_set.first(50), quarter_turns=4)
+    assert torch.equal(four_turns.images, test_set.images[:50])
+    back = lorautil.rotate_digits(rotated, quarter_turns=-1)
+    assert torch.equal(back.images, test_set.images[:50])
+
+
+def test_rotating_images_that_are_not_square_is_refused():
+    flat = lorautil.MNISTTensors(torch.zeros(3, 10), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="not square"):
+        lorautil.rotate_digits(flat)

@@ -63,3 +63,33 @@ def test_select_group_and_average_rows():
     assert lorautil.mean_std(lorautil.select(ROWS, method="r=2"), "acc") == (0.7, 0.0)
     with pytest.raises(ValueError, match="no rows"):
         lorautil.mean_std(lorautil.select(ROWS, method="r=9"), "acc")
+
+
+def test_best_by_picks_the_setting_with_the_best_mean_over_seeds():
+    rows = [{"lr": 1e-3, "val": 0.90}, {"lr": 1e-3, "val": 0.70},   # mean 0.80, one lucky seed
+            {"lr": 3e-3, "val": 0.84}, {"lr": 3e-3, "val": 0.82}]   # mean 0.83
+    best, mean = lorautil.best_by(rows, "lr", "val")
+    assert best == 3e-3 and mean == pytest.approx(0.83)
+    with pytest.raises(ValueError, match="no rows"):
+        lorautil.best_by([], "lr", "val")
+
+
+def test_train_only_trains_just_the_named_layers(small_model):
+    head = lorautil.trainable_copy(small_model, r=None, train_only=["linear3"])
+    trainable = {name for name, p in head.named_parameters() if p.requires_grad}
+    assert trainable == {"linear3.weight", "linear3.bias"}
+    assert lorautil.count_parameters(head, trainable_only=True) == 128 * 10 + 10
+    with pytest.raises(ValueError, match="choose from"):
+        lorautil.trainable_copy(small_model, train_only=["linear4"])
+    with pytest.raises(ValueError, match="needs r=None"):
+        lorautil.trainable_copy(small_model, r=2, train_only=["linear3"])
+
+
+def test_finetune_of_the_last_layer_leaves_the_others_unchanged(small_model, train_set):
+    steps = []
+    tuned, losses = lorautil.finetune(small_model, train_set, steps=3, train_only="linear3",
+                                      on_step=lambda step, loss: steps.append(step))
+    assert steps == [1, 2, 3] and len(losses) == 3
+    assert torch.equal(tuned.linear1.weight, small_model.linear1.weight)
+    assert torch.equal(tuned.linear2.bias, small_model.linear2.bias)
+    assert not torch.equal(tuned.linear3.weight, small_model.linear3.weight)
