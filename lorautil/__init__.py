@@ -12,6 +12,7 @@ from .analysis import (
     subspace_similarity,
     subspace_similarity_grid,
     tensor_bytes,
+    update_norm,
     with_weights,
 )
 from .data import (
@@ -43,6 +44,7 @@ from .lora import (
     add_lora,
     base_layer,
     disable_lora,
+    expected_lora_parameters,
     has_lora,
     load_adapter,
     lora_layers,
@@ -63,7 +65,7 @@ from .plots import (
     show_misclassified,
     to_pixels,
 )
-from .results import best_by, group_by, mean_std, select
+from .results import best_by, clearly_above, group_by, mean_std, select
 from .training import (
     LEARNING_RATES,
     EvalResult,
@@ -87,9 +89,10 @@ __all__ = [
     "atomic_path",
     "base_layer",
     "base_model_path",
-    "Batches",
     "batches",
+    "Batches",
     "best_by",
+    "clearly_above",
     "copy_from_mirror",
     "count_parameters",
     "DATA_DIR",
@@ -101,6 +104,7 @@ __all__ = [
     "energy_rank",
     "EvalResult",
     "evaluate",
+    "expected_lora_parameters",
     "finetune",
     "FINETUNE_DIGITS",
     "float64_copy",
@@ -157,6 +161,7 @@ __all__ = [
     "trainable_copy",
     "trainable_summary",
     "truncated_svd",
+    "update_norm",
     "VALIDATION_SIZE",
     "with_weights",
 ]

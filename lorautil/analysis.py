@@ -23,6 +23,12 @@ def delta_weights(base, tuned):
     return deltas
 
 
+
+def update_norm(base, tuned):
+    """‖ΔW‖_F of all Linear layers' updates together, for LoRA and full fine-tuning alike (notebook 05)."""
+    return torch.sqrt(sum((delta.double() ** 2).sum() for delta in delta_weights(base, tuned).values())).item()
+
+
 @torch.no_grad()
 def with_weights(model, weights):
     """A copy of `model` whose named Linear layers get the given weights, e.g. W_base + ΔW_k (notebook 08)."""

@@ -31,3 +31,15 @@ def best_by(rows, key, measure):
     means = {value: mean_std(group, measure)[0] for value, group in groups.items()}
     best = max(means, key=means.get)
     return best, means[best]
+
+
+
+def clearly_above(a, b, measure=None):
+    """True if a's mean beats b's by more than their two standard deviations together (notebook 05).
+
+    a and b are runs (dicts, compared on `measure`) or, with measure=None, plain lists of numbers.
+    """
+    if measure is None:
+        a, b, measure = [{"value": v} for v in a], [{"value": v} for v in b], "value"
+    (mean_a, std_a), (mean_b, std_b) = mean_std(a, measure), mean_std(b, measure)
+    return mean_a - mean_b > std_a + std_b

@@ -93,3 +93,31 @@ def test_finetune_of_the_last_layer_leaves_the_others_unchanged(small_model, tra
     assert torch.equal(tuned.linear1.weight, small_model.linear1.weight)
     assert torch.equal(tuned.linear2.bias, small_model.linear2.bias)
     assert not torch.equal(tuned.linear3.weight, small_model.linear3.weight)
+
+
+def test_clearly_above_needs_a_gap_larger_than_both_spreads():
+    steady, noisy = [0.90, 0.91, 0.92], [0.80, 0.95, 0.65]
+    assert lorautil.clearly_above(steady, [0.70, 0.71, 0.72])
+    assert not lorautil.clearly_above(steady, noisy)  # mean 0.80, but a spread of 0.15
+    assert not lorautil.clearly_above([0.5], [0.5])
+    rows = [{"acc": v} for v in steady]
+    assert lorautil.clearly_above(rows, [{"acc": 0.5}], "acc")
+
+
+def test_expected_lora_parameters_is_the_capped_formula_add_lora_trains(small_model):
+    for r, targets in [(1, None), (16, None), (256, None), (3, ["linear1"]), (6, ["linear2", "linear3"])]:
+        expected = lorautil.expected_lora_parameters(small_model, r, targets)
+        adapted = lorautil.trainable_copy(small_model, r, cap_rank=True, target_modules=targets)
+        assert lorautil.count_parameters(adapted, trainable_only=True) == expected
+    assert lorautil.expected_lora_parameters(small_model, 2) == 3_124  # the documents' count
+    with pytest.raises(ValueError, match="unknown target"):
+        lorautil.expected_lora_parameters(small_model, 2, ["linear9"])
+
+
+def test_update_norm_is_the_frobenius_norm_of_every_layer_change(small_model):
+    tuned = lorautil.float64_copy(small_model)
+    with torch.no_grad():
+        tuned.linear1.weight += 3.0 / (256 * 784) ** 0.5   # ‖ΔW1‖ = 3
+        tuned.linear3.weight[0, 0] += 4.0                   # ‖ΔW3‖ = 4
+    assert abs(lorautil.update_norm(lorautil.float64_copy(small_model), tuned) - 5.0) < 1e-9
+    assert lorautil.update_norm(small_model, small_model) == 0.0

@@ -6,6 +6,7 @@ from .layer import LoRAFactors, LoRALinear, LoRAParametrization, base_layer
 from .model import (
     add_lora,
     disable_lora,
+    expected_lora_parameters,
     has_lora,
     layer_rank,
     lora_layers,
@@ -21,6 +22,7 @@ __all__ = [
     "add_lora",
     "base_layer",
     "disable_lora",
+    "expected_lora_parameters",
     "has_lora",
     "INITS",
     "layer_rank",

@@ -56,6 +56,17 @@ def layer_rank(name, layer, r, cap_rank):
                      f"cap_rank=True to use min(r, {largest}) there.")
 
 
+
+def expected_lora_parameters(model, r, target_modules=None):
+    """(d + k)·min(r, d, k) summed over the target layers: what add_lora(..., cap_rank=True) trains (notebook 05)."""
+    modules = dict(model.named_modules())
+    total = 0
+    for name in resolve_targets(model, target_modules):
+        d, k = modules[name].out_features, modules[name].in_features
+        total += (d + k) * min(r, d, k)
+    return total
+
+
 def add_lora(model, r, alpha=1.0, method="parametrization", target_modules=None, train_bias=False,
              init="kaiming", rslora=False, cap_rank=False):
     """Add rank-r LoRA to the target Linear layers and freeze everything else; returns `model` (notebook 03).
