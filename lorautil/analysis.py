@@ -23,7 +23,6 @@ def delta_weights(base, tuned):
     return deltas
 
 
-
 def update_norm(base, tuned):
     """‖ΔW‖_F of all Linear layers' updates together, for LoRA and full fine-tuning alike (notebook 05)."""
     return torch.sqrt(sum((delta.double() ** 2).sum() for delta in delta_weights(base, tuned).values())).item()

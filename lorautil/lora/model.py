@@ -4,6 +4,7 @@ from contextlib import contextmanager
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..linalg import lora_parameter_count
 from .config import LoraConfig
 from .layer import LoRALinear, LoRAParametrization
 
@@ -56,14 +57,13 @@ def layer_rank(name, layer, r, cap_rank):
                      f"cap_rank=True to use min(r, {largest}) there.")
 
 
-
 def expected_lora_parameters(model, r, target_modules=None):
     """(d + k)·min(r, d, k) summed over the target layers: what add_lora(..., cap_rank=True) trains (notebook 05)."""
     modules = dict(model.named_modules())
     total = 0
     for name in resolve_targets(model, target_modules):
         d, k = modules[name].out_features, modules[name].in_features
-        total += (d + k) * min(r, d, k)
+        total += lora_parameter_count(d, k, min(r, d, k))
     return total
 
 
