@@ -1,8 +1,9 @@
-"""LoRA, laid out as PEFT's tuners/lora: config (settings), layer (A, B and the layers), model
-(adding, merging, disabling by target name), save_and_load (adapter files) (notebooks 03 and 04)."""
+"""LoRA, laid out as PEFT's tuners/lora: config (settings), layer (A, B and the Linear, Conv2d and Embedding
+layers), model (adding by target name, merging, disabling), save_and_load (adapter files, lorautil's and
+PEFT's) (notebooks 03, 04, 10 and 11)."""
 
 from .config import INITS, METHODS, LoraConfig, lora_scaling
-from .layer import LoRAFactors, LoRALinear, LoRAParametrization, base_layer
+from .layer import LoRAConv2d, LoRAEmbedding, LoRAFactors, LoRALinear, LoRAParametrization, LoRAWrapper, base_layer
 from .model import (
     add_lora,
     disable_lora,
@@ -15,7 +16,7 @@ from .model import (
     resolve_targets,
     trainable_summary,
 )
-from .save_and_load import adapter_state, load_adapter, save_adapter
+from .save_and_load import adapter_state, load_adapter, load_peft, peft_config, peft_state, save_adapter, save_peft
 
 __all__ = [
     "adapter_state",
@@ -27,16 +28,23 @@ __all__ = [
     "INITS",
     "layer_rank",
     "load_adapter",
+    "load_peft",
     "lora_layers",
     "lora_scaling",
     "LoraConfig",
+    "LoRAConv2d",
+    "LoRAEmbedding",
     "LoRAFactors",
     "LoRALinear",
     "LoRAParametrization",
+    "LoRAWrapper",
     "merge_lora",
     "METHODS",
+    "peft_config",
+    "peft_state",
     "remove_lora",
     "resolve_targets",
     "save_adapter",
+    "save_peft",
     "trainable_summary",
 ]

@@ -25,6 +25,7 @@ class LoraConfig:
     init: str = "kaiming"
     rslora: bool = False
     cap_rank: bool = False
+    rank_pattern: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 1:
@@ -36,3 +37,6 @@ class LoraConfig:
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         self.alpha = float(self.alpha)
+        for name, rank in self.rank_pattern.items():
+            if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+                raise ValueError(f"rank_pattern[{name!r}] must be a whole number >= 1, got {rank!r}")

@@ -1,10 +1,14 @@
-"""The LoRA factors A and B, and the two ways of adding them to a Linear layer (notebooks 03 and 04)."""
+"""The LoRA factors A and B, and the two ways of adding them to a Linear, Conv2d or Embedding layer
+(notebooks 03, 04 and 10)."""
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import INITS, lora_scaling
+
+SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d, nn.Embedding)
 
 
 class LoRAFactors(nn.Module):
@@ -13,60 +17,111 @@ class LoRAFactors(nn.Module):
     B starts at zero, so B @ A = 0. A starts random, named as in PEFT's init_lora_weights: "kaiming"
     (PEFT's default: kaiming-uniform, a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in))), "gaussian"
     (PEFT's: N(0, 1/r), a standard deviation of 1/r), or "standard_normal" (the source documents' N(0, 1)).
+
+    For a Conv2d, `kernel_size` gives A the kernel (r, in, kh, kw) and B a 1x1 one (out, r, 1, 1), as PEFT
+    and loralib do. For an Embedding (`embedding=True`) the weight is (num_embeddings, dim), the transpose
+    of a Linear's, and A (r, num_embeddings) starts at zero and B (dim, r) at N(0, 1), whatever `init`
+    says, as in PEFT and loralib (notebook 10).
     """
 
-    def __init__(self, in_features, out_features, r, alpha=1.0, init="kaiming", rslora=False):
+    def __init__(self, in_features, out_features, r, alpha=1.0, init="kaiming", rslora=False,
+                 kernel_size=(), embedding=False):
         super().__init__()
-        self.lora_A = nn.Parameter(torch.empty(r, in_features))
-        self.lora_B = nn.Parameter(torch.zeros(out_features, r))
-        if init == "kaiming":
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.lora_A = nn.Parameter(torch.empty(r, in_features, *kernel_size))
+        self.lora_B = nn.Parameter(torch.zeros(out_features, r, *(1 for _ in kernel_size)))
+        if embedding:
+            nn.init.zeros_(self.lora_A)
+            nn.init.normal_(self.lora_B)
+        elif init == "kaiming":
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         elif init == "gaussian":
             nn.init.normal_(self.lora_A, mean=0.0, std=1 / r)
-        elif init == "standard_normal":
-            nn.init.normal_(self.lora_A, mean=0.0, std=1.0)
         else:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+            nn.init.normal_(self.lora_A, mean=0.0, std=1.0)
         self.r, self.alpha, self.scaling = r, alpha, lora_scaling(r, alpha, rslora)
+        self.embedding = embedding
         self.enabled = True
 
     def delta_weight(self):
-        """The update scaling * B @ A, shaped like the weight (out, in)."""
-        return (self.lora_B @ self.lora_A) * self.scaling
+        """The update scaling * B @ A, shaped like the weight: (out, in), (out, in, kh, kw) or (num, dim)."""
+        update = (self.lora_B.flatten(1) @ self.lora_A.flatten(1)) * self.scaling
+        if self.embedding:
+            return update.T
+        return update.view(self.lora_B.shape[0], *self.lora_A.shape[1:])
 
     def extra_repr(self):
         return f"r={self.r}, alpha={self.alpha}, scaling={self.scaling:g}, enabled={self.enabled}"
 
 
+def check_supported(name, layer):
+    """Raise a clear error for a layer LoRA cannot adapt here, saying what to do instead (notebook 10)."""
+    if not isinstance(layer, SUPPORTED_LAYERS):
+        raise TypeError(f"target {name!r} is a {type(layer).__name__}: LoRA here adapts nn.Linear, nn.Conv2d "
+                        "and nn.Embedding layers; target those inside it instead")
+    if isinstance(layer, nn.Conv2d):
+        if layer.groups != 1:
+            raise ValueError(f"{name!r} is a grouped convolution (groups={layer.groups}): B @ A would not have "
+                             "its weight's shape, so the update could not be merged. Target an ungrouped "
+                             "convolution (PEFT adapts these only when groups divides r, and cannot merge them).")
+        if layer.dilation != (1, 1) or layer.padding_mode != "zeros":
+            raise ValueError(f"{name!r} uses dilation={layer.dilation}, padding_mode={layer.padding_mode!r}: "
+                             "LoRA here (as in PEFT) supports dilation 1 and zero padding only")
+    if isinstance(layer, nn.Embedding) and layer.max_norm is not None:
+        raise ValueError(f"{name!r} renormalises its rows (max_norm={layer.max_norm}) in place on every "
+                         "lookup, which LoRA's update cannot follow; use an Embedding without max_norm")
+
+
+def layer_shape(layer):
+    """(in_features, out_features, kernel_size, embedding): the geometry of A and B for `layer` (notebook 10)."""
+    if isinstance(layer, nn.Conv2d):
+        return layer.in_channels, layer.out_channels, tuple(layer.kernel_size), False
+    if isinstance(layer, nn.Embedding):
+        return layer.num_embeddings, layer.embedding_dim, (), True
+    return layer.in_features, layer.out_features, (), False
+
+
 class LoRAParametrization(LoRAFactors):
-    """Maps a Linear weight W (out, in) to W + scaling * B @ A, for parametrize (notebook 03)."""
+    """Maps a weight W to W + scaling * B @ A, for parametrize (notebook 03)."""
+
+    @classmethod
+    def for_layer(cls, layer, r, alpha=1.0, init="kaiming", rslora=False):
+        """A parametrization shaped for a Linear, Conv2d or Embedding `layer` (notebook 10)."""
+        in_features, out_features, kernel_size, embedding = layer_shape(layer)
+        return cls(in_features, out_features, r, alpha, init, rslora, kernel_size, embedding)
 
     def forward(self, weight):
         return weight + self.delta_weight() if self.enabled else weight
 
 
-class LoRALinear(LoRAFactors):
-    """An nn.Linear plus a LoRA branch: base(x) + scaling * x @ A.T @ B.T (notebook 04).
+class LoRAWrapper(LoRAFactors):
+    """A frozen layer plus a LoRA branch: base(x) + branch(x); merge() folds the branch into the weight (notebook 04).
 
-    merge() folds the update into the base weight (no extra latency); unmerge() takes it out again.
+    merge() makes the layer cost what the plain layer costs; unmerge() takes the update out again.
     """
 
     def __init__(self, base, r, alpha=1.0, init="kaiming", rslora=False):
-        super().__init__(base.in_features, base.out_features, r, alpha, init, rslora)
+        in_features, out_features, kernel_size, embedding = layer_shape(base)
+        super().__init__(in_features, out_features, r, alpha, init, rslora, kernel_size, embedding)
         self.base = base
         self.merged = False
 
     def forward(self, x):
         if self.merged or not self.enabled:
             return self.base(x)
-        return self.base(x) + (x @ self.lora_A.T @ self.lora_B.T) * self.scaling
+        return self.base(x) + self.branch(x)
+
+    def branch(self, x):
+        """What the adapter adds to base(x)."""
+        raise NotImplementedError
 
     def extra_repr(self):
         return f"{super().extra_repr()}, merged={self.merged}"
 
     @torch.no_grad()
     def merge(self):
-        """W <- W + scaling * B @ A; the layer then costs what a plain Linear costs."""
+        """W <- W + scaling * B @ A; the layer then costs what the plain layer costs."""
         if not self.merged:
             self.base.weight += self.delta_weight()
             self.merged = True
@@ -79,6 +134,39 @@ class LoRALinear(LoRAFactors):
             self.merged = False
 
 
+class LoRALinear(LoRAWrapper):
+    """An nn.Linear plus a LoRA branch: base(x) + scaling * x @ A.T @ B.T (notebook 04)."""
+
+    def branch(self, x):
+        return (x @ self.lora_A.T @ self.lora_B.T) * self.scaling
+
+
+class LoRAConv2d(LoRAWrapper):
+    """An nn.Conv2d plus a LoRA branch: A, a conv to r channels with the layer's kernel, stride and padding,
+    then B, a 1x1 conv to the output channels (notebook 10)."""
+
+    def branch(self, x):
+        hidden = F.conv2d(x, self.lora_A, stride=self.base.stride, padding=self.base.padding)
+        return F.conv2d(hidden, self.lora_B) * self.scaling
+
+
+class LoRAEmbedding(LoRAWrapper):
+    """An nn.Embedding plus a LoRA branch: row x of A.T (a lookup, r numbers), then B (notebook 10)."""
+
+    def branch(self, x):
+        hidden = F.embedding(x, self.lora_A.T, padding_idx=self.base.padding_idx)
+        return (hidden @ self.lora_B.T) * self.scaling
+
+
+WRAPPERS = ((nn.Linear, LoRALinear), (nn.Conv2d, LoRAConv2d), (nn.Embedding, LoRAEmbedding))
+
+
+def wrap(layer, r, alpha=1.0, init="kaiming", rslora=False):
+    """The LoRA wrapper for a Linear, Conv2d or Embedding `layer` (notebook 10)."""
+    wrapper = next(cls for layer_type, cls in WRAPPERS if isinstance(layer, layer_type))
+    return wrapper(layer, r, alpha, init, rslora)
+
+
 def base_layer(module):
-    """The nn.Linear itself, or the one inside a LoRALinear wrapper (notebook 04)."""
-    return module.base if isinstance(module, LoRALinear) else module
+    """The layer itself, or the one inside a LoRA wrapper (notebook 04)."""
+    return module.base if isinstance(module, LoRAWrapper) else module

@@ -1,4 +1,5 @@
 """Adding LoRA to a model by target name, and merging, removing, disabling and counting it (notebook 03)."""
+import math
 from contextlib import contextmanager
 
 from torch import nn
@@ -6,14 +7,14 @@ from torch.nn.utils import parametrize
 
 from ..linalg import lora_parameter_count
 from .config import LoraConfig
-from .layer import LoRALinear, LoRAParametrization
+from .layer import SUPPORTED_LAYERS, LoRAParametrization, LoRAWrapper, check_supported, layer_shape, wrap
 
 
 def lora_layers(model):
     """(name, LoRA module) for every LoRA parametrization or wrapper in `model` (notebook 03)."""
     found = []
     for name, module in model.named_modules():
-        if isinstance(module, LoRALinear):
+        if isinstance(module, LoRAWrapper):
             found.append((name, module))
         elif parametrize.is_parametrized(module, "weight"):
             found.extend((name, p) for p in module.parametrizations.weight if isinstance(p, LoRAParametrization))
@@ -25,71 +26,99 @@ def has_lora(model):
     return bool(lora_layers(model))
 
 
+def _matches(name, target):
+    """PEFT's rule for a name in target_modules: the module's full name, or its last parts after a dot."""
+    return name == target or name.endswith("." + target)
+
+
 def resolve_targets(model, target_modules):
-    """Names of the Linear layers to adapt: all, or `target_modules`, with errors that list them (notebook 03)."""
+    """Full names of the layers to adapt: every Linear, or those `target_modules` name (notebook 03).
+
+    As in PEFT, a target matches a module's full name or its ending after a dot, so "q_proj" names
+    every blocks.<i>.attn.q_proj. Unlike PEFT, a target that matches nothing is an error, even when
+    others match; Conv2d and Embedding layers are adapted only when named (notebook 09).
+    """
     modules = dict(model.named_modules())
-    linears = sorted(name for name, m in modules.items() if isinstance(m, nn.Linear))
+    linears = [name for name, m in modules.items() if isinstance(m, nn.Linear)]  # module order
     if target_modules is None:
         if not linears:
-            raise ValueError("the model has no nn.Linear layers to adapt")
-        return [name for name in modules if name in linears]  # module order
+            raise ValueError("the model has no nn.Linear layers to adapt: name its Conv2d or Embedding "
+                             "layers in target_modules")
+        return linears
     targets = [target_modules] if isinstance(target_modules, str) else list(target_modules)
-    for name in targets:
-        if name not in modules:
-            raise ValueError(f"unknown target module {name!r}: the model's Linear layers are {linears}")
-        if name not in linears:
-            raise TypeError(f"target {name!r} is a {type(modules[name]).__name__}, not an nn.Linear: "
-                            f"LoRA here adapts Linear layers; choose from {linears}")
-    if not targets or len(set(targets)) != len(targets):
-        raise ValueError(f"target_modules must name each layer once, got {targets}")
-    return targets
+    adaptable = [name for name, m in modules.items() if isinstance(m, SUPPORTED_LAYERS)]
+    chosen = []
+    for target in targets:
+        matched = [name for name in modules if name and _matches(name, target)]
+        if not matched:
+            raise ValueError(f"unknown target module {target!r}: the model's Linear, Conv2d and Embedding "
+                             f"layers are {adaptable}")
+        for name in matched:
+            check_supported(name, modules[name])
+        chosen.extend(matched)
+    if not targets or len(set(chosen)) != len(chosen):
+        raise ValueError(f"target_modules must name each layer once, got {targets} (matching {chosen})")
+    return [name for name in modules if name in chosen]  # module order
 
 
 def layer_rank(name, layer, r, cap_rank):
-    """r, or the layer's smallest side when cap_rank is set and r exceeds it (notebook 05)."""
-    largest = min(layer.in_features, layer.out_features)
+    """r, or the update's smallest side when cap_rank is set and r exceeds it (notebook 05)."""
+    in_features, out_features, kernel_size, _ = layer_shape(layer)
+    rows, columns = out_features, in_features * math.prod(kernel_size)
+    largest = min(rows, columns)
     if r <= largest:
         return r
     if cap_rank:
         return largest
-    raise ValueError(f"r={r} is larger than {name}'s smallest side ({layer.out_features}x{layer.in_features}): "
+    raise ValueError(f"r={r} is larger than {name}'s smallest side (an update of {rows}x{columns}): "
                      f"an update of that shape has rank at most {largest}. Choose r <= {largest}, or pass "
                      f"cap_rank=True to use min(r, {largest}) there.")
 
 
 def expected_lora_parameters(model, r, target_modules=None):
-    """(d + k)·min(r, d, k) summed over the target layers: what add_lora(..., cap_rank=True) trains (notebook 05)."""
+    """(d + k)·min(r, d, k) summed over the target layers: what add_lora(..., cap_rank=True) trains (notebook 05).
+
+    For a Conv2d, k counts every input of one output: in_channels x kh x kw (notebook 10).
+    """
     modules = dict(model.named_modules())
     total = 0
     for name in resolve_targets(model, target_modules):
-        d, k = modules[name].out_features, modules[name].in_features
+        in_features, out_features, kernel_size, _ = layer_shape(modules[name])
+        d, k = out_features, in_features * math.prod(kernel_size)
         total += lora_parameter_count(d, k, min(r, d, k))
     return total
 
 
 def add_lora(model, r, alpha=1.0, method="parametrization", target_modules=None, train_bias=False,
-             init="kaiming", rslora=False, cap_rank=False):
-    """Add rank-r LoRA to the target Linear layers and freeze everything else; returns `model` (notebook 03).
+             init="kaiming", rslora=False, cap_rank=False, rank_pattern=None):
+    """Add rank-r LoRA to the target layers and freeze everything else; returns `model` (notebook 03).
 
-    method: "parametrization" (W + scaling*B@A on the weight) or "wrapper" (a LoRALinear module).
-    train_bias=True keeps the target layers' biases trainable, as the documents' wrapper run did.
-    init: "kaiming" (PEFT's default), "gaussian" (PEFT's N(0, 1/r)) or "standard_normal" (the documents').
+    method: "parametrization" (W + scaling*B@A on the weight) or "wrapper" (a LoRALinear, LoRAConv2d or
+    LoRAEmbedding module). target_modules: None for every nn.Linear, or names (full, or endings as in
+    PEFT) of Linear, Conv2d and Embedding layers. train_bias=True keeps the target layers' biases
+    trainable, as the documents' wrapper run did. init: "kaiming" (PEFT's default), "gaussian" (PEFT's
+    N(0, 1/r)) or "standard_normal" (the documents'). rank_pattern: {full layer name: rank} for layers
+    whose rank is not r, as PEFT's rank_pattern (notebook 11).
     """
-    config = LoraConfig(r, alpha, method, [], train_bias, init, rslora, cap_rank)  # checks the settings
+    config = LoraConfig(r, alpha, method, [], train_bias, init, rslora, cap_rank, dict(rank_pattern or {}))
     if has_lora(model):
         raise RuntimeError("this model already has LoRA adapters: merge_lora() or remove_lora() them first, "
                            "or load_adapter() to replace their weights")
     config.target_modules = resolve_targets(model, target_modules)
+    unknown = sorted(set(config.rank_pattern) - set(config.target_modules))
+    if unknown:
+        raise ValueError(f"rank_pattern names {unknown}, which are not target layers {config.target_modules}")
     layers = {name: model.get_submodule(name) for name in config.target_modules}
-    ranks = {name: layer_rank(name, layer, r, cap_rank) for name, layer in layers.items()}
+    ranks = {name: layer_rank(name, layer, config.rank_pattern.get(name, r), cap_rank)
+             for name, layer in layers.items()}
     model.requires_grad_(False)
     for name, layer in layers.items():  # in module order, so both methods draw the same A from the same seed
         if method == "parametrization":
-            lora = LoRAParametrization(layer.in_features, layer.out_features, ranks[name], alpha, init, rslora)
+            lora = LoRAParametrization.for_layer(layer, ranks[name], alpha, init, rslora)
             parametrize.register_parametrization(layer, "weight", lora.to(layer.weight))
         else:
-            model.set_submodule(name, LoRALinear(layer, ranks[name], alpha, init, rslora).to(layer.weight))
-        if train_bias and layer.bias is not None:
+            model.set_submodule(name, wrap(layer, ranks[name], alpha, init, rslora).to(layer.weight))
+        if train_bias and getattr(layer, "bias", None) is not None:
             layer.bias.requires_grad_(True)
     model.lora_config = config
     return model
@@ -129,7 +158,7 @@ def _unload(model, keep_update):
 
 
 def merge_lora(model):
-    """Fold every adapter into its weight, leaving plain nn.Linear layers (PEFT's merge_and_unload) (notebook 03)."""
+    """Fold every adapter into its weight, leaving plain layers (PEFT's merge_and_unload) (notebook 03)."""
     require_lora(model)
     if not all(lora.enabled for _, lora in lora_layers(model)):
         # A disabled parametrization would bake in W alone, a wrapper W + BA: refuse rather than guess.

@@ -1,4 +1,5 @@
-"""Adapter files: only the adapter's tensors and its LoraConfig, saved and loaded (notebook 04)."""
+"""Adapter files: lorautil's own (the adapter's tensors and its LoraConfig, notebook 04) and PEFT's (notebook 11)."""
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -84,3 +85,159 @@ def load_adapter(model, path):
         for key, tensor in payload["state"].items():
             _adapter_target(model, key).copy_(tensor)
     return model
+
+
+# PEFT's adapter files (notebook 11): the tensors under PEFT's key names in adapter_model.safetensors,
+# the settings in adapter_config.json. Read by PeftModel.from_pretrained(base_model, directory), offline.
+PEFT_PREFIX = "base_model.model."
+PEFT_CONFIG, PEFT_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+PEFT_INITS = {"kaiming": True, "gaussian": "gaussian"}  # PEFT has no N(0, 1) init: it is recorded as "kaiming"
+# Options a PEFT adapter may carry that lorautil does not implement: loading one would change its outputs.
+PEFT_UNSUPPORTED = {"use_dora": False, "fan_in_fan_out": False, "lora_bias": False, "alpha_pattern": {},
+                    "layers_to_transform": None, "layers_pattern": None, "target_parameters": None,
+                    "trainable_token_indices": None, "layer_replication": None}
+
+
+def _peft_key(name, lora, factor):
+    """PEFT's key for one factor: lora_A.weight for Linear and Conv2d, lora_embedding_A for Embedding."""
+    suffix = f"lora_embedding_{factor}" if lora.embedding else f"lora_{factor}.weight"
+    return f"{PEFT_PREFIX}{name}.{suffix}"
+
+
+def peft_state(model):
+    """The adapter's tensors under PEFT's key names, e.g. base_model.model.linear1.lora_A.weight (notebook 11)."""
+    state = {}
+    for name, lora in lora_layers(model):
+        state[_peft_key(name, lora, "A")] = lora.lora_A.detach().cpu().contiguous()
+        state[_peft_key(name, lora, "B")] = lora.lora_B.detach().cpu().contiguous()
+    if model.lora_config.train_bias:  # PEFT's bias="lora_only": the target layers' biases, under base_layer
+        for name in model.lora_config.target_modules:
+            bias = getattr(base_layer(model.get_submodule(name)), "bias", None)
+            if bias is not None:
+                state[f"{PEFT_PREFIX}{name}.base_layer.bias"] = bias.detach().cpu().contiguous()
+    return state
+
+
+def peft_config(model):
+    """adapter_config.json's settings for `model`'s adapters, in PEFT's names (notebook 11)."""
+    require_lora(model)
+    config = model.lora_config
+    ranks = {name: lora.r for name, lora in lora_layers(model)}
+    return {
+        "peft_type": "LORA", "task_type": None, "base_model_name_or_path": None, "inference_mode": True,
+        "r": config.r, "lora_alpha": config.alpha, "use_rslora": config.rslora,
+        "target_modules": list(config.target_modules),
+        "rank_pattern": {name: rank for name, rank in ranks.items() if rank != config.r},
+        "bias": "lora_only" if config.train_bias else "none",
+        "init_lora_weights": PEFT_INITS.get(config.init, True), "lora_dropout": 0.0, "modules_to_save": None,
+        **PEFT_UNSUPPORTED,
+    }
+
+
+def save_peft(model, directory):
+    """Write `model`'s adapters as PEFT does: adapter_config.json + adapter_model.safetensors (notebook 11).
+
+    PeftModel.from_pretrained(base_model, directory) loads them with the same outputs. Each file is
+    written to a temporary name and renamed, weights first, so an interruption leaves no half-written file.
+    """
+    from safetensors.torch import save_file  # installed with peft (requirements.txt)
+
+    require_lora(model)
+    directory = Path(directory)
+    with atomic_path(directory / PEFT_WEIGHTS) as tmp:
+        save_file(peft_state(model), tmp, metadata={"format": "pt"})
+    with atomic_path(directory / PEFT_CONFIG) as tmp:
+        Path(tmp).write_text(json.dumps(peft_config(model), indent=2) + "\n")
+    return directory
+
+
+def _read_peft(directory):
+    """(settings, tensors) from a PEFT adapter directory, or a ValueError that says what is wrong."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    missing = [name for name in (PEFT_CONFIG, PEFT_WEIGHTS) if not (directory / name).is_file()]
+    if missing:
+        raise ValueError(f"{directory} is not a PEFT adapter directory: {missing} missing (save one with "
+                         "lorautil.save_peft(model, directory) or PEFT's model.save_pretrained(directory))")
+    try:
+        settings = json.loads((directory / PEFT_CONFIG).read_text())
+        tensors = load_file(directory / PEFT_WEIGHTS)
+    except (json.JSONDecodeError, SafetensorError, OSError) as error:
+        raise ValueError(f"{directory} holds a corrupt PEFT adapter ({error}); save it again") from error
+    if settings.get("peft_type") != "LORA":
+        raise ValueError(f"{directory} holds a {settings.get('peft_type')!r} adapter; load_peft reads LoRA only")
+    odd = {key: settings[key] for key, plain in PEFT_UNSUPPORTED.items()
+           if settings.get(key, plain) not in (plain, None)}
+    if odd:
+        raise ValueError(f"{directory} uses PEFT options lorautil does not implement: {odd}; load it with "
+                         "peft.PeftModel.from_pretrained instead")
+    return settings, tensors
+
+
+def _peft_layers(tensors):
+    """{layer name: rank} from the LoRA keys of a PEFT file, and the other tensors by their model name."""
+    ranks, others = {}, {}
+    for key, tensor in tensors.items():
+        name = key.removeprefix(PEFT_PREFIX)
+        for marker in (".lora_A.weight", ".lora_embedding_A"):
+            if name.endswith(marker):
+                ranks[name.removesuffix(marker)] = tensor.shape[0]
+                break
+        else:
+            if ".lora_" not in name:  # biases (bias="lora_only" or "all") and modules_to_save
+                others[name.replace(".base_layer.", ".")] = tensor
+    return ranks, others
+
+
+def load_peft(base_model, directory, method="wrapper"):
+    """Add the LoRA adapter that PEFT (or save_peft) wrote in `directory` to `base_model`; returns it (notebook 11).
+
+    The layers and their ranks come from the file's keys. Tensors the adapter also saved for the base
+    model (biases with bias="lora_only" or "all", whole modules with modules_to_save) replace the
+    model's own, so `base_model` computes what PEFT's model computes.
+    """
+    settings, tensors = _read_peft(directory)
+    if has_lora(base_model):
+        raise RuntimeError("this model already has LoRA adapters: merge_lora() or remove_lora() them first")
+    ranks, others = _peft_layers(tensors)
+    r = int(settings["r"])
+    parameters = dict(base_model.named_parameters())
+    unknown = sorted(set(others) - set(parameters))
+    if not ranks or unknown:
+        raise ValueError(f"{directory} does not fit this model: " + (
+            f"it names {unknown}, which the model does not have" if unknown else "it holds no LoRA tensors"))
+    try:
+        add_lora(base_model, r, alpha=settings["lora_alpha"], method=method, target_modules=list(ranks),
+                 rslora=settings.get("use_rslora", False), train_bias=settings.get("bias", "none") != "none",
+                 rank_pattern={name: rank for name, rank in ranks.items() if rank != r})
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{directory} does not fit this model: {error}") from error
+    layers = dict(lora_layers(base_model))
+    try:  # check every shape before copying anything, so a misfit leaves the model as it was
+        for key, tensor in tensors.items():
+            name = key.removeprefix(PEFT_PREFIX)
+            target = _peft_target(layers, parameters, name)
+            if target is not None and target.shape != tensor.shape:
+                raise ValueError(f"{directory} does not fit this model: {key} has shape {tuple(tensor.shape)}, "
+                                 f"the model expects {tuple(target.shape)}")
+    except ValueError:
+        remove_lora(base_model)
+        raise
+    with torch.no_grad():
+        for key, tensor in tensors.items():
+            name = key.removeprefix(PEFT_PREFIX)
+            target = _peft_target(layers, parameters, name)
+            if target is not None:
+                target.copy_(tensor)
+    return base_model
+
+
+def _peft_target(layers, parameters, name):
+    """The model tensor a PEFT key (without its prefix) loads into, or None for a key it has no use for."""
+    for marker, factor in ((".lora_A.weight", "lora_A"), (".lora_B.weight", "lora_B"),
+                           (".lora_embedding_A", "lora_A"), (".lora_embedding_B", "lora_B")):
+        if name.endswith(marker):
+            return getattr(layers[name.removesuffix(marker)], factor)
+    return parameters.get(name.replace(".base_layer.", "."))
