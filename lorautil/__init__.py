@@ -86,6 +86,7 @@ from .training import (
     train,
     trainable_copy,
 )
+from .vision_models import DigitsCNN, DigitsViT, load_pretrained, pretrain_model, pretrained_path
 
 __all__ = [
     "adapter_state",
@@ -96,8 +97,8 @@ __all__ = [
     "atomic_path",
     "base_layer",
     "base_model_path",
-    "Batches",
     "batches",
+    "Batches",
     "best_by",
     "clearly_above",
     "copy_from_mirror",
@@ -105,7 +106,9 @@ __all__ = [
     "DATA_DIR",
     "default_device",
     "delta_weights",
+    "DigitsCNN",
     "DigitsNet",
+    "DigitsViT",
     "disable_lora",
     "energy_fraction",
     "energy_rank",
@@ -125,6 +128,7 @@ __all__ = [
     "load_base_model",
     "load_mnist",
     "load_peft",
+    "load_pretrained",
     "lora_layers",
     "lora_parameter_count",
     "lora_scaling",
@@ -155,6 +159,8 @@ __all__ = [
     "plot_per_digit",
     "predict",
     "pretrain",
+    "pretrain_model",
+    "pretrained_path",
     "projection_norm",
     "random_orthonormal",
     "remove_lora",
