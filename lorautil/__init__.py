@@ -53,6 +53,8 @@ from .lora import (
     load_peft,
     lora_layers,
     lora_scaling,
+    loraplus_groups,
+    loraplus_optimizer,
     merge_lora,
     peft_config,
     peft_state,
@@ -72,6 +74,7 @@ from .plots import (
     show_misclassified,
     to_pixels,
 )
+from .quantize import NF4_LEVELS, NF4Tensor, quantize_nf4
 from .results import best_by, clearly_above, group_by, mean_std, select
 from .training import (
     LEARNING_RATES,
@@ -97,8 +100,8 @@ __all__ = [
     "atomic_path",
     "base_layer",
     "base_model_path",
-    "batches",
     "Batches",
+    "batches",
     "best_by",
     "clearly_above",
     "copy_from_mirror",
@@ -138,6 +141,8 @@ __all__ = [
     "LoRAFactors",
     "LoRALinear",
     "LoRAParametrization",
+    "loraplus_groups",
+    "loraplus_optimizer",
     "LoRAWrapper",
     "max_difference",
     "mean_std",
@@ -150,6 +155,8 @@ __all__ = [
     "model_device",
     "model_dtype",
     "moving_average",
+    "NF4_LEVELS",
+    "NF4Tensor",
     "normalize",
     "OTHER_DIGITS",
     "peft_config",
@@ -162,6 +169,7 @@ __all__ = [
     "pretrain_model",
     "pretrained_path",
     "projection_norm",
+    "quantize_nf4",
     "random_orthonormal",
     "remove_lora",
     "rotate_digits",

@@ -16,6 +16,7 @@ from .model import (
     resolve_targets,
     trainable_summary,
 )
+from .optimizer import loraplus_groups, loraplus_optimizer
 from .save_and_load import adapter_state, load_adapter, load_peft, peft_config, peft_state, save_adapter, save_peft
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "LoRAFactors",
     "LoRALinear",
     "LoRAParametrization",
+    "loraplus_groups",
+    "loraplus_optimizer",
     "LoRAWrapper",
     "merge_lora",
     "METHODS",
