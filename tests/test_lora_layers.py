@@ -112,7 +112,12 @@ def test_a_saved_adapter_loads_into_conv_and_embedding_layers(vit, images, tmp_p
 def test_targets_match_full_names_or_their_endings_as_in_peft(vit):
     assert lorautil.lora.resolve_targets(vit, ["q_proj", "blocks.1.mlp.fc2"]) == [
         "blocks.0.attn.q_proj", "blocks.1.attn.q_proj", "blocks.1.mlp.fc2"]
-    assert lorautil.lora.resolve_targets(vit, "attn.v_proj") == ["blocks.0.attn.v_proj", "blocks.1.attn.v_proj"]
+    assert lorautil.lora.resolve_targets(vit, ["attn.v_proj"]) == ["blocks.0.attn.v_proj", "blocks.1.attn.v_proj"]
+    # A single string is a regular expression over full names, as in PEFT.
+    assert lorautil.lora.resolve_targets(vit, r".*attn\.(q|v)_proj") == [
+        "blocks.0.attn.q_proj", "blocks.0.attn.v_proj", "blocks.1.attn.q_proj", "blocks.1.attn.v_proj"]
+    with pytest.raises(ValueError, match=r"regular expression \(as in PEFT\) and matches no module's full name"):
+        lorautil.lora.resolve_targets(vit, "q_proj")
     # None still means every Linear layer, never the Conv2d or Embedding ones.
     assert "patch_embed" not in lorautil.lora.resolve_targets(vit, None)
     assert len(lorautil.lora.resolve_targets(vit, None)) == 2 * 6 + 1

@@ -118,6 +118,24 @@ def test_merged_models_agree_with_peft_merge_and_unload(images, tmp_path, assert
     assert type(theirs) is DigitsCNN
 
 
+def test_load_peft_keeps_the_files_ranks_even_above_a_layers_smallest_side(tmp_path, images, assert_identity):
+    torch.manual_seed(0)
+    base = lorautil.DigitsNet(relu_between=True).double()
+    theirs = get_peft_model(copy.deepcopy(base), LoraConfig(r=16, lora_alpha=8, target_modules=["linear3"]))
+    randomize_adapters_peft(theirs)
+    theirs.save_pretrained(tmp_path)
+    ours = lorautil.load_peft(copy.deepcopy(base), tmp_path)
+    assert dict(lorautil.lora_layers(ours))["linear3"].lora_A.shape == (16, 128)
+    assert_identity(ours(images), theirs(images))
+
+
+def randomize_adapters_peft(model):
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_" in name:
+                parameter.copy_(torch.randn_like(parameter) * 0.1)
+
+
 @pytest.mark.parametrize("break_it, message", [
     (lambda d: (d / "adapter_config.json").unlink(), r"not a PEFT adapter directory: \['adapter_config.json'\]"),
     (lambda d: (d / "adapter_model.safetensors").write_bytes(b"\x00" * 20), "corrupt PEFT adapter"),

@@ -1,5 +1,6 @@
 """Adding LoRA to a model by target name, and merging, removing, disabling and counting it (notebook 03)."""
 import math
+import re
 from contextlib import contextmanager
 
 from torch import nn
@@ -32,11 +33,12 @@ def _matches(name, target):
 
 
 def resolve_targets(model, target_modules):
-    """Full names of the layers to adapt: every Linear, or those `target_modules` name (notebook 03).
+    """Full names of the layers to adapt: every Linear, or those `target_modules` names (notebook 03).
 
-    As in PEFT, a target matches a module's full name or its ending after a dot, so "q_proj" names
-    every blocks.<i>.attn.q_proj. Unlike PEFT, a target that matches nothing is an error, even when
-    others match; Conv2d and Embedding layers are adapted only when named (notebook 09).
+    PEFT's rules: a list entry matches a module's full name or its ending after a dot, so ["q_proj"]
+    names every blocks.<i>.attn.q_proj; a single string is a regular expression that must match a
+    whole name ("linear2", or ".*attn.(q|v)_proj"). Unlike PEFT, a list entry that matches nothing is an
+    error even when others match. Conv2d and Embedding layers are adapted only when named (notebook 09).
     """
     modules = dict(model.named_modules())
     linears = [name for name, m in modules.items() if isinstance(m, nn.Linear)]  # module order
@@ -45,17 +47,24 @@ def resolve_targets(model, target_modules):
             raise ValueError("the model has no nn.Linear layers to adapt: name its Conv2d or Embedding "
                              "layers in target_modules")
         return linears
-    targets = [target_modules] if isinstance(target_modules, str) else list(target_modules)
     adaptable = [name for name, m in modules.items() if isinstance(m, SUPPORTED_LAYERS)]
-    chosen = []
-    for target in targets:
-        matched = [name for name in modules if name and _matches(name, target)]
-        if not matched:
-            raise ValueError(f"unknown target module {target!r}: the model's Linear, Conv2d and Embedding "
-                             f"layers are {adaptable}")
-        for name in matched:
-            check_supported(name, modules[name])
-        chosen.extend(matched)
+    if isinstance(target_modules, str):
+        chosen = [name for name in modules if name and re.fullmatch(target_modules, name)]
+        if not chosen:
+            raise ValueError(f"target_modules={target_modules!r} is a regular expression (as in PEFT) and matches "
+                             f"no module's full name; pass a list such as [{target_modules!r}] to match name "
+                             f"endings. The model's Linear, Conv2d and Embedding layers are {adaptable}")
+        targets = [target_modules]
+    else:
+        targets, chosen = list(target_modules), []
+        for target in targets:
+            matched = [name for name in modules if name and _matches(name, target)]
+            if not matched:
+                raise ValueError(f"unknown target module {target!r}: the model's Linear, Conv2d and Embedding "
+                                 f"layers are {adaptable}")
+            chosen.extend(matched)
+    for name in chosen:
+        check_supported(name, modules[name])
     if not targets or len(set(chosen)) != len(chosen):
         raise ValueError(f"target_modules must name each layer once, got {targets} (matching {chosen})")
     return [name for name in modules if name in chosen]  # module order
@@ -108,17 +117,27 @@ def add_lora(model, r, alpha=1.0, method="parametrization", target_modules=None,
     unknown = sorted(set(config.rank_pattern) - set(config.target_modules))
     if unknown:
         raise ValueError(f"rank_pattern names {unknown}, which are not target layers {config.target_modules}")
-    layers = {name: model.get_submodule(name) for name in config.target_modules}
-    ranks = {name: layer_rank(name, layer, config.rank_pattern.get(name, r), cap_rank)
-             for name, layer in layers.items()}
+    ranks = {name: layer_rank(name, model.get_submodule(name), config.rank_pattern.get(name, r), cap_rank)
+             for name in config.target_modules}
+    return attach_lora(model, config, ranks)
+
+
+def attach_lora(model, config, ranks):
+    """Add LoRA at the given {layer name: rank}, unchecked, and freeze the rest (add_lora's last step) (notebook 11).
+
+    load_peft uses it directly: a PEFT file may hold a rank above a layer's smallest side, which
+    add_lora refuses as wasteful but which must load as saved.
+    """
     model.requires_grad_(False)
-    for name, layer in layers.items():  # in module order, so both methods draw the same A from the same seed
-        if method == "parametrization":
-            lora = LoRAParametrization.for_layer(layer, ranks[name], alpha, init, rslora)
+    for name in config.target_modules:  # in module order, so both methods draw the same A from the same seed
+        layer = model.get_submodule(name)
+        lora_options = (ranks[name], config.alpha, config.init, config.rslora)
+        if config.method == "parametrization":
+            lora = LoRAParametrization.for_layer(layer, *lora_options)
             parametrize.register_parametrization(layer, "weight", lora.to(layer.weight))
         else:
-            model.set_submodule(name, wrap(layer, ranks[name], alpha, init, rslora).to(layer.weight))
-        if train_bias and getattr(layer, "bias", None) is not None:
+            model.set_submodule(name, wrap(layer, *lora_options).to(layer.weight))
+        if config.train_bias and getattr(layer, "bias", None) is not None:
             layer.bias.requires_grad_(True)
     model.lora_config = config
     return model

@@ -8,7 +8,7 @@ import torch
 from ..files import atomic_path
 from .config import LoraConfig
 from .layer import base_layer
-from .model import add_lora, has_lora, lora_layers, remove_lora, require_lora
+from .model import add_lora, attach_lora, has_lora, lora_layers, remove_lora, require_lora, resolve_targets
 
 
 def adapter_state(model):
@@ -208,12 +208,14 @@ def load_peft(base_model, directory, method="wrapper"):
     if not ranks or unknown:
         raise ValueError(f"{directory} does not fit this model: " + (
             f"it names {unknown}, which the model does not have" if unknown else "it holds no LoRA tensors"))
+    config = LoraConfig(r, float(settings["lora_alpha"]), method, [], settings.get("bias", "none") != "none",
+                        rslora=settings.get("use_rslora", False),
+                        rank_pattern={name: rank for name, rank in ranks.items() if rank != r})
     try:
-        add_lora(base_model, r, alpha=settings["lora_alpha"], method=method, target_modules=list(ranks),
-                 rslora=settings.get("use_rslora", False), train_bias=settings.get("bias", "none") != "none",
-                 rank_pattern={name: rank for name, rank in ranks.items() if rank != r})
+        config.target_modules = resolve_targets(base_model, list(ranks))
     except (ValueError, TypeError) as error:
         raise ValueError(f"{directory} does not fit this model: {error}") from error
+    attach_lora(base_model, config, ranks)  # at the file's ranks, even one above a layer's smallest side
     layers = dict(lora_layers(base_model))
     try:  # check every shape before copying anything, so a misfit leaves the model as it was
         for key, tensor in tensors.items():
