@@ -63,6 +63,7 @@ from .lora import (
     save_peft,
     trainable_summary,
 )
+from .memory import training_memory
 from .model import LINEAR_LAYERS, DigitsNet, base_model_path, count_parameters, load_base_model, pretrain, save_state
 from .numerics import IDENTITY_RTOL, assert_identity, float64_copy, max_difference
 from .plots import (
@@ -74,7 +75,7 @@ from .plots import (
     show_misclassified,
     to_pixels,
 )
-from .quantize import NF4_LEVELS, NF4Tensor, quantize_nf4
+from .quantize import NF4_LEVELS, NF4Linear, NF4Tensor, dequantize_model, quantize_model, quantize_nf4
 from .results import best_by, clearly_above, group_by, mean_std, select
 from .training import (
     LEARNING_RATES,
@@ -109,6 +110,7 @@ __all__ = [
     "DATA_DIR",
     "default_device",
     "delta_weights",
+    "dequantize_model",
     "DigitsCNN",
     "DigitsNet",
     "DigitsViT",
@@ -156,6 +158,7 @@ __all__ = [
     "model_dtype",
     "moving_average",
     "NF4_LEVELS",
+    "NF4Linear",
     "NF4Tensor",
     "normalize",
     "OTHER_DIGITS",
@@ -169,6 +172,7 @@ __all__ = [
     "pretrain_model",
     "pretrained_path",
     "projection_norm",
+    "quantize_model",
     "quantize_nf4",
     "random_orthonormal",
     "remove_lora",
@@ -188,6 +192,7 @@ __all__ = [
     "train",
     "trainable_copy",
     "trainable_summary",
+    "training_memory",
     "truncated_svd",
     "update_norm",
     "VALIDATION_SIZE",

@@ -2,6 +2,7 @@
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 # The 16 NF4 levels of the QLoRA paper (Dettmers et al. 2023, arXiv 2305.14314, Appendix E), as bitsandbytes
 # stores them: quantiles of N(0, 1) scaled to [-1, 1], with an exact zero.
@@ -57,3 +58,90 @@ def quantize_nf4(weight, block_size=64):
         indices = torch.cat([indices, indices.new_zeros(1)])
     packed = (indices[0::2] << 4) | indices[1::2]
     return NF4Tensor(packed, absmax, weight.shape, block_size)
+
+
+class _NF4MatMul(torch.autograd.Function):
+    """x @ W.T with W dequantized on the fly in forward and again in backward, so no float copy of W is kept
+    for backward (what bitsandbytes' 4-bit matmul does for QLoRA)."""
+
+    @staticmethod
+    def forward(ctx, x, layer):
+        ctx.layer = layer
+        return x @ layer.dequantized(x.dtype).T
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output @ ctx.layer.dequantized(grad_output.dtype), None
+
+
+class NF4Linear(nn.Linear):
+    """A frozen nn.Linear whose weight is stored in NF4 (4-bit indices and one absmax per block) (notebook 12).
+
+    It is an nn.Linear to add_lora (LoRA wraps it like any Linear: method="wrapper"), but its weight is
+    computed, not stored: reading `.weight` dequantizes it, and writing it (a merge) is refused, since a
+    4-bit weight cannot hold a small update (QLoRA keeps the adapter beside the quantized weight).
+    """
+
+    def __init__(self, linear, block_size=64):
+        nn.Module.__init__(self)  # not nn.Linear's: no float weight Parameter is made
+        self.in_features, self.out_features, self.block_size = linear.in_features, linear.out_features, block_size
+        quantized = quantize_nf4(linear.weight, block_size)
+        self.register_buffer("packed", quantized.packed)
+        self.register_buffer("absmax", quantized.absmax)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+
+    def nf4(self):
+        """The stored weight as an NF4Tensor."""
+        shape = torch.Size((self.out_features, self.in_features))
+        return NF4Tensor(self.packed, self.absmax, shape, self.block_size)
+
+    def dequantized(self, dtype=torch.float32):
+        """The weight as the forward pass uses it: each level times its block's absmax."""
+        return self.nf4().dequantize(dtype)
+
+    @property
+    def weight(self):
+        return self.dequantized()
+
+    @weight.setter
+    def weight(self, value):
+        raise AttributeError("an NF4Linear's weight is stored in 4 bits and cannot be written (merging an adapter "
+                             "into it would round the update away): keep the adapter separate (method='wrapper'), "
+                             "or merge into a float copy made with dequantize_model()")
+
+    @weight.deleter
+    def weight(self):
+        raise AttributeError("an NF4Linear has no weight Parameter to parametrize: add LoRA to it with "
+                             "method='wrapper', as QLoRA does")
+
+    def forward(self, x):
+        output = _NF4MatMul.apply(x, self)
+        return output if self.bias is None else output + self.bias
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, NF4 blocks of {self.block_size}"
+
+
+def quantize_model(model, block_size=64):
+    """Replace every nn.Linear of `model` by a frozen NF4Linear, as QLoRA stores its base model (notebook 12)."""
+    targets = [name for name, m in model.named_modules() if type(m) is nn.Linear]
+    if not targets:
+        raise ValueError("the model has no nn.Linear layers to quantize (add LoRA after quantizing, not before)")
+    for name in targets:
+        model.set_submodule(name, NF4Linear(model.get_submodule(name), block_size))
+    model.requires_grad_(False)
+    return model
+
+
+def dequantize_model(model):
+    """A float32 model again: every NF4Linear replaced by an nn.Linear holding its dequantized weight (notebook 12)."""
+    for name, layer in list(model.named_modules()):
+        if isinstance(layer, NF4Linear):
+            linear = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                               device=layer.packed.device)
+            with torch.no_grad():
+                linear.weight.copy_(layer.dequantized())
+                if layer.bias is not None:
+                    linear.bias.copy_(layer.bias)
+            model.set_submodule(name, linear.requires_grad_(False))
+    return model
