@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb)) $(wildcard notebooks/appendix_*.ipynb)
 
-.PHONY: lab test run bench data clean-data
+.PHONY: lab test run bench data models clean-data
 
 $(INSTALLED): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed; run: make PYTHON=python3.11 ..."'
@@ -25,8 +25,15 @@ test: data
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -rs -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env
 
-run: data
-	$(PY) tools/run_notebooks.py $(NOTEBOOKS)
+# The pre-trained models every notebook loads, trained once (about 2 minutes) if data/ lacks them, so that
+# notebooks running side by side do not each train their own.
+models: data
+	$(PY) -c 'import torch, lorautil; torch.set_num_threads(1); [lorautil.load_base_model(relu, progress=False) for relu in (False, True)]; [lorautil.load_pretrained(name, progress=False) for name in ("cnn", "vit")]'
+
+# JOBS notebooks at a time (default: one per CPU core, at most 4), each on one thread.
+JOBS ?=
+run: models
+	$(PY) tools/run_notebooks.py $(if $(JOBS),--jobs $(JOBS)) $(NOTEBOOKS)
 
 bench: data
 	$(PY) tools/bench.py

@@ -45,3 +45,16 @@ def test_no_per_cell_timestamps_are_written(tmp_path):
     assert run(path).returncode == 0
     cell = nbformat.read(path, as_version=4).cells[0]
     assert "execution" not in cell.metadata and cell.outputs[0]["data"]["text/plain"] == "2"
+
+
+def test_two_notebooks_at_once_are_each_run_and_reported_in_order(tmp_path):
+    first, second = tmp_path / "a.ipynb", tmp_path / "b.ipynb"
+    write_notebook(first, "print('first')")
+    write_notebook(second, "print('second')")
+    finished = subprocess.run([sys.executable, str(RUNNER), "--jobs", "2", str(first), str(second)],
+                              capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.splitlines()
+    assert lines[0].startswith("a.ipynb") and lines[1].startswith("b.ipynb") and "2 at a time" in lines[-1]
+    for path, text in ((first, "first\n"), (second, "second\n")):
+        assert nbformat.read(path, as_version=4).cells[0].outputs[0]["text"] == text
