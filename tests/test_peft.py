@@ -140,7 +140,7 @@ def randomize_adapters_peft(model):
     (lambda d: (d / "adapter_config.json").unlink(), r"not a PEFT adapter directory: \['adapter_config.json'\]"),
     (lambda d: (d / "adapter_model.safetensors").write_bytes(b"\x00" * 20), "corrupt PEFT adapter"),
     (lambda d: (d / "adapter_config.json").write_text("{"), "corrupt PEFT adapter"),
-    (lambda d: _edit_config(d, use_dora=True), r"options lorautil does not implement: \{'use_dora': True\}"),
+    (lambda d: _edit_config(d, use_dora=True), "sets use_dora but holds no lora_magnitude_vector"),
     (lambda d: _edit_config(d, peft_type="IA3"), "'IA3' adapter; load_peft reads LoRA only"),
 ])
 def test_a_broken_or_unsupported_adapter_is_refused_and_changes_nothing(vit, tmp_path, break_it, message):

@@ -75,3 +75,11 @@ def test_training_memory_counts_each_component(net):
     assert lora["activations"] >= full["activations"] > 32 * 784 * 4
     with pytest.raises(ValueError, match="no trainable parameters"):
         training_memory(copy.deepcopy(net).requires_grad_(False), x, y)
+
+
+def test_lora_on_an_nf4_base_must_be_a_plain_wrapper(net):
+    quantized = quantize_model(copy.deepcopy(net))
+    for options in ({}, {"method": "wrapper", "use_dora": True}, {"method": "wrapper", "init": "pissa"}):
+        with pytest.raises(ValueError, match="hold 4-bit NF4 weights"):
+            lorautil.add_lora(quantized, 2, **options)
+        assert not lorautil.has_lora(quantized)

@@ -7,8 +7,17 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..linalg import lora_parameter_count
+from ..quantize import NF4Linear
 from .config import LoraConfig
-from .layer import SUPPORTED_LAYERS, LoRAParametrization, LoRAWrapper, check_supported, layer_shape, wrap
+from .layer import (
+    SUPPORTED_LAYERS,
+    LoRAParametrization,
+    LoRAWrapper,
+    check_supported,
+    check_variant,
+    layer_shape,
+    wrap,
+)
 
 
 def lora_layers(model):
@@ -84,22 +93,23 @@ def layer_rank(name, layer, r, cap_rank):
                      f"cap_rank=True to use min(r, {largest}) there.")
 
 
-def expected_lora_parameters(model, r, target_modules=None):
+def expected_lora_parameters(model, r, target_modules=None, use_dora=False):
     """(d + k)·min(r, d, k) summed over the target layers: what add_lora(..., cap_rank=True) trains (notebook 05).
 
-    For a Conv2d, k counts every input of one output: in_channels x kh x kw (notebook 10).
+    For a Conv2d, k counts every input of one output: in_channels x kh x kw (notebook 10). use_dora=True
+    adds DoRA's magnitude, d more per layer (notebook 12).
     """
     modules = dict(model.named_modules())
     total = 0
     for name in resolve_targets(model, target_modules):
         in_features, out_features, kernel_size, _ = layer_shape(modules[name])
         d, k = out_features, in_features * math.prod(kernel_size)
-        total += lora_parameter_count(d, k, min(r, d, k))
+        total += lora_parameter_count(d, k, min(r, d, k)) + (d if use_dora else 0)
     return total
 
 
 def add_lora(model, r, alpha=1.0, method="parametrization", target_modules=None, train_bias=False,
-             init="kaiming", rslora=False, cap_rank=False, rank_pattern=None):
+             init="kaiming", rslora=False, cap_rank=False, rank_pattern=None, use_dora=False):
     """Add rank-r LoRA to the target layers and freeze everything else; returns `model` (notebook 03).
 
     method: "parametrization" (W + scaling*B@A on the weight) or "wrapper" (a LoRALinear, LoRAConv2d or
@@ -108,8 +118,16 @@ def add_lora(model, r, alpha=1.0, method="parametrization", target_modules=None,
     trainable, as the documents' wrapper run did. init: "kaiming" (PEFT's default), "gaussian" (PEFT's
     N(0, 1/r)) or "standard_normal" (the documents'). rank_pattern: {full layer name: rank} for layers
     whose rank is not r, as PEFT's rank_pattern (notebook 11).
+
+    Notebook 12, for nn.Linear targets only, as PEFT's use_dora and init_lora_weights="pissa":
+    use_dora=True makes each layer's weight m * (W + scaling*B@A) / ||W + scaling*B@A||, the norm per output
+    row and detached from the gradient, with m (lora_magnitude_vector) trained and starting at ||W||
+    (Liu et al. 2024, "DoRA", arXiv 2402.09353, eq. 2 and 5, section 4.3). init="pissa" takes A and B
+    from W's top-r singular triples and replaces W by the residual W - scaling*B@A, so the model starts
+    as it was (Meng et al. 2024, "PiSSA", arXiv 2404.02948).
     """
-    config = LoraConfig(r, alpha, method, [], train_bias, init, rslora, cap_rank, dict(rank_pattern or {}))
+    config = LoraConfig(r, alpha, method, [], train_bias, init, rslora, cap_rank, dict(rank_pattern or {}),
+                        use_dora)
     if has_lora(model):
         raise RuntimeError("this model already has LoRA adapters: merge_lora() or remove_lora() them first, "
                            "or load_adapter() to replace their weights")
@@ -119,6 +137,10 @@ def add_lora(model, r, alpha=1.0, method="parametrization", target_modules=None,
         raise ValueError(f"rank_pattern names {unknown}, which are not target layers {config.target_modules}")
     ranks = {name: layer_rank(name, model.get_submodule(name), config.rank_pattern.get(name, r), cap_rank)
              for name in config.target_modules}
+    quantized = [name for name in config.target_modules if isinstance(model.get_submodule(name), NF4Linear)]
+    if quantized and (method != "wrapper" or use_dora or init == "pissa"):
+        raise ValueError(f"{quantized} hold 4-bit NF4 weights, which cannot be parametrized or rewritten: add "
+                         "plain LoRA to them with method='wrapper', as QLoRA does (notebook 12)")
     return attach_lora(model, config, ranks)
 
 
@@ -128,19 +150,34 @@ def attach_lora(model, config, ranks):
     load_peft uses it directly: a PEFT file may hold a rank above a layer's smallest side, which
     add_lora refuses as wasteful but which must load as saved.
     """
+    for name in config.target_modules:  # before changing anything
+        check_variant(name, model.get_submodule(name), config.use_dora, config.init)
+        if config.init == "pissa":  # its SVD needs r singular directions
+            layer_rank(name, model.get_submodule(name), ranks[name], cap_rank=False)
     model.requires_grad_(False)
     for name in config.target_modules:  # in module order, so both methods draw the same A from the same seed
         layer = model.get_submodule(name)
-        lora_options = (ranks[name], config.alpha, config.init, config.rslora)
+        lora_options = (ranks[name], config.alpha, config.init, config.rslora, config.use_dora)
         if config.method == "parametrization":
-            lora = LoRAParametrization.for_layer(layer, *lora_options)
-            parametrize.register_parametrization(layer, "weight", lora.to(layer.weight))
+            lora = LoRAParametrization.for_layer(layer, *lora_options).to(layer.weight)
+            _init_from_weight(lora, layer.weight, config)  # PiSSA's residual goes in before it becomes `original`
+            parametrize.register_parametrization(layer, "weight", lora)
         else:
-            model.set_submodule(name, wrap(layer, *lora_options).to(layer.weight))
+            lora = wrap(layer, *lora_options).to(layer.weight)
+            _init_from_weight(lora, layer.weight, config)
+            model.set_submodule(name, lora)
         if config.train_bias and getattr(layer, "bias", None) is not None:
             layer.bias.requires_grad_(True)
     model.lora_config = config
     return model
+
+
+def _init_from_weight(lora, weight, config):
+    """PiSSA's A, B and residual, then DoRA's magnitude from the (residual) weight, in PEFT's order (notebook 12)."""
+    if config.init == "pissa":
+        lora.pissa_init_(weight)
+    if config.use_dora:
+        lora.dora_init_(weight)
 
 
 def require_lora(model):
@@ -186,7 +223,10 @@ def merge_lora(model):
 
 
 def remove_lora(model):
-    """Drop every adapter without merging (PEFT's unload); biases trained with train_bias=True stay (notebook 04)."""
+    """Drop every adapter without merging (PEFT's unload); biases trained with train_bias=True stay (notebook 04).
+
+    After init="pissa" the weights left are the residuals W - scaling*B0@A0, not the original W (notebook 12).
+    """
     return _unload(model, keep_update=False)
 
 
@@ -195,6 +235,8 @@ def disable_lora(model):
     """Turn the adapters off inside this block: exactly the base model unless biases were trained (notebook 03).
 
     As with PEFT's bias="all", biases trained with train_bias=True belong to the base layers and stay.
+    After init="pissa" the base is the residual model (W - scaling*B0@A0 in every target), not the
+    original one, as with PEFT's disable_adapter() (notebook 12).
     """
     require_lora(model)
     layers = [lora for _, lora in lora_layers(model)]
