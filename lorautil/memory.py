@@ -3,13 +3,14 @@ import torch
 from torch import nn
 
 
-def _storage_bytes(tensors, exclude=()):
-    """Bytes of the distinct storages behind `tensors`, leaving out those in `exclude` (a set of data pointers)."""
+def _saved_bytes(tensors, exclude=()):
+    """Bytes of `tensors`, each storage counted once (the largest view of it: a batch sliced from a data set
+    counts as the batch, not the data set), leaving out storages in `exclude` (a set of data pointers)."""
     seen = {}
     for t in tensors:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in exclude:
-            seen[storage.data_ptr()] = storage.nbytes()
+        pointer = t.untyped_storage().data_ptr()
+        if pointer not in exclude:
+            seen[pointer] = max(seen.get(pointer, 0), t.numel() * t.element_size())
     return sum(seen.values())
 
 
@@ -38,7 +39,7 @@ def training_memory(model, images, labels, optimizer=None):
     optimizer.zero_grad()
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
         loss = nn.functional.cross_entropy(model(images), labels)
-    activations = _storage_bytes(saved, exclude=weights)
+    activations = _saved_bytes(saved, exclude=weights)
     loss.backward()
     optimizer.step()
     state = [t for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t) and t.dim() > 0]

@@ -83,3 +83,11 @@ def test_lora_on_an_nf4_base_must_be_a_plain_wrapper(net):
         with pytest.raises(ValueError, match="hold 4-bit NF4 weights"):
             lorautil.add_lora(quantized, 2, **options)
         assert not lorautil.has_lora(quantized)
+
+
+def test_a_batch_sliced_from_a_data_set_counts_as_the_batch(net):
+    data, labels = torch.randn(6_000, 1, 28, 28), torch.randint(0, 10, (6_000,))
+    model = lorautil.add_lora(copy.deepcopy(net), 4, method="wrapper")
+    sliced = training_memory(copy.deepcopy(model), data[:10], labels[:10])["activations"]
+    copied = training_memory(copy.deepcopy(model), data[:10].clone(), labels[:10].clone())["activations"]
+    assert sliced == copied < 100_000
