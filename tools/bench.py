@@ -3,21 +3,36 @@
 1. One epoch of the documents' recipe with torchvision's DataLoader and with in-memory batches:
    the two models must be equal bit for bit; prints both times and the ratio.
 2. Training-step time and optimizer-state memory of full fine-tuning versus LoRA at several ranks.
+3. Many adapters at once: 16 LoRA fine-tunes one at a time (finetune) versus stacked (finetune_many),
+   in adapter-steps per second at 1 and 2 threads, with the floor (forward and backward of the stack
+   alone) and a check that the two give the same test accuracies.
 """
 import argparse
 import time
 
 import torch
+import torch.nn.functional as F
 
 import lorautil
-from lorautil import FINETUNE_DIGITS, batches, count_parameters, evaluate, load_mnist, train, trainable_copy
+from lorautil import (
+    FINETUNE_DIGITS,
+    batches,
+    count_parameters,
+    evaluate,
+    finetune,
+    finetune_many,
+    load_mnist,
+    train,
+    trainable_copy,
+)
+from lorautil.lora import many
 from lorautil.reference import document_accuracy, document_loaders, document_training
 
 
-def timed(function, *args):
+def timed(function, *args, **kwargs):
     """(result, seconds) of one call."""
     start = time.perf_counter()
-    result = function(*args)
+    result = function(*args, **kwargs)
     return result, time.perf_counter() - start
 
 
@@ -75,6 +90,67 @@ def compare_finetuning(base, train_set, ranks=(1, 2, 4, 8, 16, 64), steps=400, r
               f"{state / 1024:>9.1f} KiB{state / full_bytes:>8.3f}x")
 
 
+def stacked_floor(base, train_set, configs, repeats=30):
+    """Seconds of one forward and backward of all the configs' adapters stacked, no optimizer: best of `repeats`."""
+    models = [trainable_copy(base, config["r"], config["seed"], cap_rank=True) for config in configs]
+    stacked = many._stack(base, models)
+    data = batches(train_set, 10, shuffle=True, digits=FINETUNE_DIGITS)
+    rows = torch.cat([data.order()[:10] for _ in configs])
+    x, y = data.dataset.images[rows], data.dataset.labels[rows]
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        stacked.zero_grad(set_to_none=True)
+        F.cross_entropy(stacked(x), y, reduction="none").view(len(configs), -1).mean(dim=1).sum().backward()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def one_at_a_time(base, train_set, configs, common):
+    """[finetune(...) for each config]: what finetune_many replaces."""
+    return [finetune(base, train_set, **common, **config) for config in configs]
+
+
+def compare_many(base, train_set, test_set, ranks=(1, 2, 4, 8, 16, 32, 48, 64), seeds=(0, 1),
+                 runs=((1, 200), (2, 50))):
+    """Part 3: 16 LoRA fine-tunes one at a time and stacked, for each (threads, steps) in `runs`; same accuracies.
+
+    Two threads get fewer steps: on a CPU that another process keeps busy, one-at-a-time steps at two
+    threads can be ten times slower than at one (each small operation waits for the busy core).
+    """
+    configs = [{"r": r, "seed": seed} for r in ranks for seed in seeds]
+    print(f"\n3. {len(configs)} LoRA fine-tunes (r = {', '.join(map(str, ranks))}, cap_rank=True, seeds "
+          f"{', '.join(map(str, seeds))}), batch 10 on digits {', '.join(map(str, FINETUNE_DIGITS))}, CPU: "
+          "one at a time (finetune) and stacked (finetune_many), in adapter-steps per second; the floor is "
+          "one forward and backward of the stack, without Adam")
+    print(f"   {'threads':>7}{'steps':>7}{'one at a time':>15}{'stacked':>9}{'ratio':>8}{'floor':>8}"
+          f"{'floor ms per adapter-step':>27}")
+    results, rates = {}, {}
+    for threads, steps in runs:
+        torch.set_num_threads(threads)
+        common = {"steps": steps, "cap_rank": True}
+        ones, one_seconds = timed(one_at_a_time, base, train_set, configs, common)
+        together, together_seconds = timed(finetune_many, base, train_set, configs, **common)
+        results.setdefault("accuracy", (ones, together))
+        per_adapter = stacked_floor(base, train_set, configs) / len(configs)
+        adapter_steps = len(configs) * steps
+        rates[threads] = adapter_steps / one_seconds
+        print(f"   {threads:>7}{steps:>7}{adapter_steps / one_seconds:>15.0f}{adapter_steps / together_seconds:>9.0f}"
+              f"{one_seconds / together_seconds:>7.1f}x{1 / per_adapter:>8.0f}{1000 * per_adapter:>27.3f}")
+    torch.set_num_threads(1)
+    if len(rates) > 1 and min(rates.values()) < max(rates.values()) / 2:
+        print("   (one at a time, more threads ran at under half the speed of fewer: another process is using a "
+              "core, and each small operation waits for it; compare the stacked rates only)")
+    ones, together = results["accuracy"]
+    one_accuracies = [evaluate(model, test_set).accuracy for model, _ in ones]
+    together_accuracies = [evaluate(model, test_set).accuracy for model, _ in together]
+    worst = max(abs(a - b) for a, b in zip(one_accuracies, together_accuracies, strict=True))
+    print(f"   test accuracies after {runs[0][1]} steps: {min(one_accuracies):.2%} to {max(one_accuracies):.2%}; "
+          f"largest difference between the two ways {100 * worst:.2f} points")
+    if worst > 0.002:
+        raise SystemExit("finetune_many's accuracies differ from finetune's by more than 0.2 points")
+
+
 def main():
     """`make bench`."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,7 +164,9 @@ def main():
         base = lorautil.DigitsNet()
     else:
         base = compare_data_paths()
-    compare_finetuning(base, load_mnist(True))
+    train_set = load_mnist(True)
+    compare_finetuning(base, train_set)
+    compare_many(base, train_set, load_mnist(False))
 
 
 if __name__ == "__main__":

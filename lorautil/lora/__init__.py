@@ -4,6 +4,7 @@ PEFT's) (notebooks 03, 04, 10 and 11)."""
 
 from .config import INITS, METHODS, LoraConfig, lora_scaling
 from .layer import LoRAConv2d, LoRAEmbedding, LoRAFactors, LoRALinear, LoRAParametrization, LoRAWrapper, base_layer
+from .many import StackedLoRALinear, finetune_many
 from .model import (
     add_lora,
     disable_lora,
@@ -25,6 +26,7 @@ __all__ = [
     "base_layer",
     "disable_lora",
     "expected_lora_parameters",
+    "finetune_many",
     "has_lora",
     "INITS",
     "layer_rank",
@@ -49,5 +51,6 @@ __all__ = [
     "resolve_targets",
     "save_adapter",
     "save_peft",
+    "StackedLoRALinear",
     "trainable_summary",
 ]
