@@ -52,7 +52,8 @@ def main(arguments):
     options = parser.parse_args(arguments)
     os.environ["LORAUTIL_TEXT_PROGRESS"] = "1"
     wall_start, total, failed = time.perf_counter(), 0.0, False
-    with ProcessPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+    jobs = max(1, min(options.jobs, len(options.notebooks)))
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
         for name, seconds, error in pool.map(run_timed, options.notebooks):  # printed in the order given
             total += seconds
             if error is not None:
@@ -62,7 +63,7 @@ def main(arguments):
                 continue
             print(f"{name:<32} {seconds:7.1f} s", flush=True)
     print(f"{'total':<32} {total:7.1f} s   (sum of the notebooks' times)")
-    print(f"{'wall time':<32} {time.perf_counter() - wall_start:7.1f} s   ({options.jobs} at a time)")
+    print(f"{'wall time':<32} {time.perf_counter() - wall_start:7.1f} s   ({jobs} at a time)")
     if failed:
         sys.exit(1)
 
