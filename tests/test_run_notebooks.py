@@ -1,4 +1,6 @@
 """tools/run_notebooks.py: `make run` executes notebooks in place, tidy, and never half-writes one."""
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +14,11 @@ def write_notebook(path, *sources):
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources]), path)
 
 
-def run(*paths):
-    return subprocess.run([sys.executable, str(RUNNER), *map(str, paths)], capture_output=True, text=True)
+def run(*paths, options=()):
+    # The runner keeps each notebook's last time in $LORAUTIL_DATA: point it beside the test's notebooks.
+    env = {**os.environ, "LORAUTIL_DATA": str(Path(paths[0]).parent / "data")}
+    return subprocess.run([sys.executable, str(RUNNER), *options, *map(str, paths)], capture_output=True, text=True,
+                          env=env)
 
 
 def test_progress_bars_are_reduced_to_their_last_screen(tmp_path):
@@ -36,7 +41,7 @@ def test_a_failing_notebook_is_left_unchanged_and_named(tmp_path):
     assert finished.returncode == 1
     assert "FAILED broken.ipynb" in finished.stderr and "on purpose" in finished.stderr
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.ipynb"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "data") == ["broken.ipynb"]
 
 
 def test_no_per_cell_timestamps_are_written(tmp_path):
@@ -51,10 +56,11 @@ def test_two_notebooks_at_once_are_each_run_and_reported_in_order(tmp_path):
     first, second = tmp_path / "a.ipynb", tmp_path / "b.ipynb"
     write_notebook(first, "print('first')")
     write_notebook(second, "print('second')")
-    finished = subprocess.run([sys.executable, str(RUNNER), "--jobs", "2", str(first), str(second)],
-                              capture_output=True, text=True)
+    finished = run(first, second, options=("--jobs", "2"))
     assert finished.returncode == 0, finished.stderr
     lines = finished.stdout.splitlines()
     assert lines[0].startswith("a.ipynb") and lines[1].startswith("b.ipynb") and "2 at a time" in lines[-1]
     for path, text in ((first, "first\n"), (second, "second\n")):
         assert nbformat.read(path, as_version=4).cells[0].outputs[0]["text"] == text
+    # Their times are kept, so that the next run starts the longest first.
+    assert set(json.loads((tmp_path / "data" / "notebook_times.json").read_text())) == {"a.ipynb", "b.ipynb"}

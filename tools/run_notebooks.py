@@ -5,6 +5,7 @@ Runs N notebooks at a time (default: one per CPU core, at most 4), each from its
 notebook with a failing cell is left unchanged, and the run names it and its cell and exits with 1.
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -43,6 +44,27 @@ def run_timed(name):
     return path.name, time.perf_counter() - start, None
 
 
+TIMES = Path(os.environ.get("LORAUTIL_DATA", Path(__file__).resolve().parents[1] / "data")) / "notebook_times.json"
+
+
+def read_times():
+    """{notebook file name: seconds} of the last runs, to start the longest first; {} when unknown."""
+    try:
+        return {name: float(seconds) for name, seconds in json.loads(TIMES.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def write_times(times):
+    """Keep each notebook's last time beside the data (git-ignored); a failure to write costs only the order."""
+    try:
+        TIMES.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(TIMES) as tmp:
+            Path(tmp).write_text(json.dumps(times, indent=1, sort_keys=True))
+    except OSError:
+        pass
+
+
 def main(arguments):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+")
@@ -53,15 +75,22 @@ def main(arguments):
     os.environ["LORAUTIL_TEXT_PROGRESS"] = "1"
     wall_start, total, failed = time.perf_counter(), 0.0, False
     jobs = max(1, min(options.jobs, len(options.notebooks)))
+    previous = read_times()
+    # Longest first (by the last run's times), so that no long notebook starts last while the other cores idle.
+    order = sorted(options.notebooks, key=lambda name: -previous.get(Path(name).name, float("inf")))
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for name, seconds, error in pool.map(run_timed, options.notebooks):  # printed in the order given
+        futures = {name: pool.submit(run_timed, name) for name in order}
+        for notebook in options.notebooks:  # printed in the order given
+            name, seconds, error = futures[notebook].result()
             total += seconds
             if error is not None:
                 failed = True
                 print(f"FAILED {name} after {seconds:.1f} s; the notebook was left unchanged. The failing cell and "
                       f"its error:\n{error}", file=sys.stderr)
                 continue
+            previous[name] = seconds
             print(f"{name:<32} {seconds:7.1f} s", flush=True)
+    write_times(previous)
     print(f"{'total':<32} {total:7.1f} s   (sum of the notebooks' times)")
     print(f"{'wall time':<32} {time.perf_counter() - wall_start:7.1f} s   ({jobs} at a time)")
     if failed:
