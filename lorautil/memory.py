@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from .analysis import tensor_bytes
+
 
 def _saved_bytes(tensors, exclude=()):
     """Bytes of `tensors`, each storage counted once (the largest view of it: a batch sliced from a data set
@@ -43,11 +45,11 @@ def training_memory(model, images, labels, optimizer=None):
     loss.backward()
     optimizer.step()
     state = [t for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t) and t.dim() > 0]
+    frozen = [p for p in params if not p.requires_grad] + list(model.buffers())
     return {
-        "frozen weights": sum(p.numel() * p.element_size() for p in params if not p.requires_grad)
-        + sum(b.numel() * b.element_size() for b in model.buffers()),
-        "trainable weights": sum(p.numel() * p.element_size() for p in trainable),
-        "gradients": sum(p.grad.numel() * p.grad.element_size() for p in trainable if p.grad is not None),
-        "optimizer state": sum(t.numel() * t.element_size() for t in state),
+        "frozen weights": tensor_bytes(frozen),
+        "trainable weights": tensor_bytes(trainable),
+        "gradients": tensor_bytes(p.grad for p in trainable if p.grad is not None),
+        "optimizer state": tensor_bytes(state),
         "activations": activations,
     }
