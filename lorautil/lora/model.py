@@ -137,10 +137,6 @@ def add_lora(model, r, alpha=1.0, method="parametrization", target_modules=None,
         raise ValueError(f"rank_pattern names {unknown}, which are not target layers {config.target_modules}")
     ranks = {name: layer_rank(name, model.get_submodule(name), config.rank_pattern.get(name, r), cap_rank)
              for name in config.target_modules}
-    quantized = [name for name in config.target_modules if isinstance(model.get_submodule(name), NF4Linear)]
-    if quantized and (method != "wrapper" or use_dora or init == "pissa"):
-        raise ValueError(f"{quantized} hold 4-bit NF4 weights, which cannot be parametrized or rewritten: add "
-                         "plain LoRA to them with method='wrapper', as QLoRA does (notebook 12)")
     return attach_lora(model, config, ranks)
 
 
@@ -150,7 +146,12 @@ def attach_lora(model, config, ranks):
     load_peft uses it directly: a PEFT file may hold a rank above a layer's smallest side, which
     add_lora refuses as wasteful but which must load as saved.
     """
-    for name in config.target_modules:  # before changing anything
+    # Before changing anything (load_peft comes here directly): what cannot be added to these layers.
+    quantized = [name for name in config.target_modules if isinstance(model.get_submodule(name), NF4Linear)]
+    if quantized and (config.method != "wrapper" or config.use_dora or config.init == "pissa"):
+        raise ValueError(f"{quantized} hold 4-bit NF4 weights, which cannot be parametrized or rewritten: add "
+                         "plain LoRA to them with method='wrapper', as QLoRA does (notebook 12)")
+    for name in config.target_modules:
         check_variant(name, model.get_submodule(name), config.use_dora, config.init)
         if config.init == "pissa":  # its SVD needs r singular directions
             layer_rank(name, model.get_submodule(name), ranks[name], cap_rank=False)
