@@ -33,6 +33,7 @@ from .data import (
     rotate_digits,
     split_validation,
 )
+from .exercises import check_exercise
 from .files import atomic_path
 from .linalg import approximation_errors, energy_fraction, energy_rank, lora_parameter_count, truncated_svd
 from .lora import (
@@ -103,6 +104,7 @@ __all__ = [
     "atomic_path",
     "base_layer",
     "base_model_path",
+    "check_exercise",
     "Batches",
     "batches",
     "best_by",

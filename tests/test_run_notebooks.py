@@ -64,3 +64,13 @@ def test_two_notebooks_at_once_are_each_run_and_reported_in_order(tmp_path):
         assert nbformat.read(path, as_version=4).cells[0].outputs[0]["text"] == text
     # Their times are kept, so that the next run starts the longest first.
     assert set(json.loads((tmp_path / "data" / "notebook_times.json").read_text())) == {"a.ipynb", "b.ipynb"}
+
+
+def test_a_slow_cell_without_a_progress_bar_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "slow.ipynb"
+    write_notebook(path, "import time; time.sleep(5.5)  # no bar",
+                   "import sys, time\nfrom tqdm import tqdm\nfor _ in tqdm(range(2), file=sys.stderr): time.sleep(2.8)")
+    finished = run(path)
+    assert finished.returncode == 0, finished.stderr
+    named = [line for line in finished.stdout.splitlines() if "without a progress bar" in line]
+    assert len(named) == 1 and "cell 0 ran" in named[0] and "no bar" in named[0], finished.stdout

@@ -7,9 +7,11 @@ notebook with a failing cell is left unchanged, and the run names it and its cel
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -19,29 +21,60 @@ from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 from lorautil.files import atomic_path
 
+SLOW_CELL_SECONDS = 5.0  # a cell that runs longer shows a progress bar (issue 13)
+PROGRESS_BAR = re.compile(r"\d+/\d+ \[")  # tqdm's text: "100%|####| 200/200 [00:01<00:00, ...]"
+
+
+def cell_seconds(cell):
+    """How long a cell ran, from the timestamps nbclient records; None if it has none."""
+    timing = cell.metadata.get("execution", {})
+    start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+    if not (start and end):
+        return None
+    return (datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))
+            ).total_seconds()
+
+
+def has_progress_bar(cell):
+    return any(output.get("name") == "stderr" and PROGRESS_BAR.search(output.get("text", ""))
+               for output in cell.outputs)
+
+
+def slow_cells_without_bar(nb):
+    """[(cell index, seconds, first line)] of the code cells that ran over SLOW_CELL_SECONDS without a bar."""
+    slow = []
+    for index, cell in enumerate(nb.cells):
+        seconds = cell_seconds(cell) if cell.cell_type == "code" else None
+        if seconds is not None and seconds > SLOW_CELL_SECONDS and not has_progress_bar(cell):
+            slow.append((index, seconds, cell.source.splitlines()[0] if cell.source else ""))
+    return slow
+
 
 def run(path):
+    """Execute one notebook in place; return its slow cells without a progress bar."""
     nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:  # per-cell timestamps change on every run: keep them out of the committed file
-        cell.metadata.pop("execution", None)
-    client = NotebookClient(nb, timeout=900, kernel_name="python3", record_timing=False,
+    client = NotebookClient(nb, timeout=900, kernel_name="python3", record_timing=True,
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     # Keep what a terminal would show of progress bars: the text after each line's last \r.
     CoalesceStreamsPreprocessor().preprocess(nb, {})
+    slow = slow_cells_without_bar(nb)
+    for cell in nb.cells:  # per-cell timestamps change on every run: keep them out of the committed file
+        cell.metadata.pop("execution", None)
     with atomic_path(path) as tmp:  # a failed run never leaves a half-written notebook
         nbformat.write(nb, tmp)
+    return slow
 
 
 def run_timed(name):
-    """(notebook name, seconds, error text or None): one notebook, run in a worker process."""
+    """(notebook name, seconds, error text or None, slow cells without a bar): one notebook, in a worker process."""
     path = Path(name).resolve()
     start = time.perf_counter()
     try:
-        run(path)
+        slow = run(path)
     except CellExecutionError as error:
-        return path.name, time.perf_counter() - start, str(error)
-    return path.name, time.perf_counter() - start, None
+        return path.name, time.perf_counter() - start, str(error), []
+    return path.name, time.perf_counter() - start, None, slow
 
 
 TIMES = Path(os.environ.get("LORAUTIL_DATA", Path(__file__).resolve().parents[1] / "data")) / "notebook_times.json"
@@ -81,7 +114,7 @@ def main(arguments):
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = {name: pool.submit(run_timed, name) for name in order}
         for notebook in options.notebooks:  # printed in the order given
-            name, seconds, error = futures[notebook].result()
+            name, seconds, error, slow = futures[notebook].result()
             total += seconds
             if error is not None:
                 failed = True
@@ -90,6 +123,8 @@ def main(arguments):
                 continue
             previous[name] = seconds
             print(f"{name:<32} {seconds:7.1f} s", flush=True)
+            for index, cell_time, first_line in slow:
+                print(f"    cell {index} ran {cell_time:.1f} s without a progress bar: {first_line[:60]}", flush=True)
     write_times(previous)
     print(f"{'total':<32} {total:7.1f} s   (sum of the notebooks' times)")
     print(f"{'wall time':<32} {time.perf_counter() - wall_start:7.1f} s   ({jobs} at a time)")
