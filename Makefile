@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb)) $(wildcard notebooks/appendix_*.ipynb)
 
-.PHONY: lab test run bench data models html clean-data
+.PHONY: lab test run bench data models html student test-browser clean-data
 
 $(INSTALLED): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed; run: make PYTHON=python3.11 ..."'
@@ -41,6 +41,10 @@ bench: data
 # The committed notebooks, outputs and all, as static pages in html/ (start at html/index.html); nothing is run.
 html: $(INSTALLED)
 	$(PY) tools/build_html.py --out html $(NOTEBOOKS)
+
+# The student edition in student/ (git-ignored): no outputs, no solutions, answer and check cells for the exercises.
+student: $(INSTALLED)
+	$(PY) tools/make_student.py --out student $(NOTEBOOKS)
 
 clean-data:
 	rm -rf data/MNIST data/*.pt data/adapters

@@ -92,6 +92,7 @@ from .training import (
     predict,
     train,
     trainable_copy,
+    tqdm,
 )
 from .vision_models import DigitsCNN, DigitsViT, load_pretrained, pretrain_model, pretrained_path
 
@@ -198,6 +199,7 @@ __all__ = [
     "train",
     "trainable_copy",
     "trainable_summary",
+    "tqdm",
     "training_memory",
     "truncated_svd",
     "update_norm",

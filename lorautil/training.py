@@ -13,7 +13,8 @@ from .data import FINETUNE_DIGITS, OTHER_DIGITS, batches
 from .lora import add_lora
 
 DEVICE_VARIABLE = "LORAUTIL_DEVICE"
-# `make run` sets this so that committed notebooks show text bars, which read well on GitHub.
+# lorautil.tqdm: JupyterLab draws tqdm.auto as a widget; `make run` sets LORAUTIL_TEXT_PROGRESS so that committed
+# notebooks show text bars, which read well on GitHub (a widget needs its saved state to show there).
 tqdm = text_tqdm if os.environ.get("LORAUTIL_TEXT_PROGRESS") else auto_tqdm
 
 
