@@ -1,4 +1,5 @@
 """The exercise checks: feedback instead of tracebacks, hints in turn, strict mode for CI, the student edition."""
+import os
 import re
 import subprocess
 import sys
@@ -85,3 +86,20 @@ def test_the_student_edition_has_no_solutions_no_outputs_and_an_answer_cell_befo
                 answer = nb.cells[i - 1]
                 assert "exercise" in answer.metadata.get("tags", []), (path.name, cell.source)
                 assert "..." in answer.source, (path.name, answer.source)
+
+
+def test_the_student_edition_runs_clean_and_every_check_says_not_answered_yet(tmp_path):
+    """Every student notebook, executed as a learner would before answering: lesson cells run, checks give feedback."""
+    out = tmp_path / "student"
+    subprocess.run([sys.executable, str(REPO / "tools" / "make_student.py"), "--out", str(out), *map(str, NOTEBOOKS)],
+                   check=True, capture_output=True)
+    env = {name: value for name, value in os.environ.items() if name != exercises.STRICT_ENV}
+    env["LORAUTIL_NOTEBOOK_TIMES"] = str(tmp_path / "times.json")  # leave the real run's times alone
+    runner = REPO / "tools" / "run_notebooks.py"
+    finished = subprocess.run([sys.executable, str(runner), *map(str, sorted(out.iterdir()))], capture_output=True,
+                              text=True, env=env)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    for path in sorted(out.iterdir()):
+        for cell in check_cells(nbformat.read(path, as_version=4)):
+            text = "".join(output.get("text", "") for output in cell.outputs)
+            assert "not answered yet" in text and "Traceback" not in text, (path.name, cell.source, text)
