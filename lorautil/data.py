@@ -1,12 +1,11 @@
 """MNIST as normalised tensors in memory, and DataLoader-identical batches (notebook 02)."""
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torchvision import datasets
-from torchvision.datasets.utils import check_integrity
 
 from .files import atomic_path
 
@@ -15,6 +14,14 @@ MNIST_MEAN = 0.1301
 MNIST_STD = 0.3081
 DATA_DIR = Path(os.environ.get("LORAUTIL_DATA", Path(__file__).resolve().parents[1] / "data"))
 MIRROR_VARIABLE = "MNIST_MIRROR"
+# torchvision's MNIST.resources: the four official files and their MD5 sums (a test checks they agree). Kept here
+# so that loading MNIST once it is extracted needs no torchvision, whose import takes ~1 s of every notebook.
+MNIST_RESOURCES = (
+    ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+    ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+    ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+)
 FINETUNE_DIGITS = (2, 3, 5, 8, 9)  # the digits the documents' base model gets wrong most
 OTHER_DIGITS = (0, 1, 4, 6, 7)     # the rest: what fine-tuning on FINETUNE_DIGITS may make it forget
 
@@ -81,7 +88,19 @@ def split_validation(train_set, size=VALIDATION_SIZE, seed=VALIDATION_SEED):
 
 def mnist_files():
     """The four official file names and their MD5 sums, as torchvision checks them (notebook 02)."""
-    return list(datasets.MNIST.resources)
+    return list(MNIST_RESOURCES)
+
+
+def check_integrity(path, md5):
+    """True if `path` is a file whose MD5 is `md5` (torchvision's check, without importing it)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == md5
 
 
 def copy_from_mirror(mirror, root=DATA_DIR):
@@ -126,6 +145,8 @@ def mnist_dataset(train, root=DATA_DIR, transform=None):
     mirror = os.environ.get(MIRROR_VARIABLE)
     if mirror:
         copy_from_mirror(mirror, root)
+    from torchvision import datasets  # here: its import costs ~1 s, and only the first load needs it
+
     try:
         # With verified .gz files in place, torchvision checks them and extracts them: no network needed.
         return datasets.MNIST(str(root), train=train, download=True, transform=transform)
@@ -145,10 +166,29 @@ def normalize(images_uint8):
     return x.sub_(torch.tensor([MNIST_MEAN])).div_(torch.tensor([MNIST_STD])).flatten(1)
 
 
+def read_idx(path):
+    """An IDX file of unsigned bytes (MNIST's format) as a uint8 tensor of the shape its header gives."""
+    data = Path(path).read_bytes()
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":  # two zero bytes, then 0x08: unsigned bytes
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    body = bytearray(data[4 + 4 * ndim:])
+    if len(body) != torch.Size(shape).numel():
+        raise ValueError(f"{path} holds {len(body):,} bytes of data, its header says {shape}")
+    return torch.frombuffer(body, dtype=torch.uint8).view(shape)
+
+
 def load_mnist(train, root=DATA_DIR, device=None):
     """MNIST as MNISTTensors: normalised images (N, 784) and labels, on `device` (notebook 02)."""
-    dataset = mnist_dataset(train, root)
-    images, labels = dataset.data, dataset.targets
+    raw = Path(root) / "MNIST" / "raw"
+    prefix = "train" if train else "t10k"
+    try:  # once extracted, read the files as torchvision's MNIST does (the same tensors), without torchvision
+        images, labels = (read_idx(raw / f"{prefix}-{kind}") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+        labels = labels.long()
+    except (OSError, ValueError):
+        dataset = mnist_dataset(train, root)  # copied from the mirror or downloaded, checked, extracted
+        images, labels = dataset.data, dataset.targets
     expected = 60000 if train else 10000
     if images.shape != (expected, 28, 28) or labels.shape != (expected,):
         raise MNISTUnavailableError(

@@ -1,6 +1,8 @@
 import hashlib
 import itertools
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -164,3 +166,29 @@ def test_rotating_images_that_are_not_square_is_refused():
     flat = lorautil.MNISTTensors(torch.zeros(3, 10), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="not square"):
         lorautil.rotate_digits(flat)
+
+
+def test_the_file_list_is_torchvisions_and_reading_the_extracted_files_gives_its_tensors(test_set):
+    assert mnist_files() == list(datasets.MNIST.resources)
+    reference = datasets.MNIST(str(lorautil.DATA_DIR), train=False)
+    assert torch.equal(test_set.images, lorautil.normalize(reference.data))
+    assert torch.equal(test_set.labels, reference.targets) and test_set.labels.dtype == reference.targets.dtype
+
+
+def test_loading_extracted_mnist_does_not_import_torchvision(test_set):
+    code = ("import sys, lorautil; lorautil.load_mnist(False); lorautil.load_mnist(True); "
+            "print(sorted(name for name in sys.modules if name.startswith('torchvision')))")
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert finished.stdout.strip() == "[]", finished.stdout
+
+
+def test_a_truncated_extracted_file_is_read_again_from_its_archive(tmp_path, mirror, monkeypatch):
+    monkeypatch.setenv("MNIST_MIRROR", str(mirror))
+    first = lorautil.load_mnist(False, root=tmp_path)
+    extracted = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    extracted.write_bytes(extracted.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="header says"):
+        lorautil.data.read_idx(extracted)
+    extracted.unlink()
+    again = lorautil.load_mnist(False, root=tmp_path)
+    assert torch.equal(first.images, again.images)
