@@ -90,9 +90,9 @@ from .training import (
     model_device,
     model_dtype,
     predict,
+    tqdm,
     train,
     trainable_copy,
-    tqdm,
 )
 from .vision_models import DigitsCNN, DigitsViT, load_pretrained, pretrain_model, pretrained_path
 
