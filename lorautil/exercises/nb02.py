@@ -21,7 +21,7 @@ def conventional_network(answer, model, test_set):
     accuracy, documents = evaluate(answer, test_set).accuracy, evaluate(model, test_set).accuracy
     if accuracy <= documents + 0.05:
         return (f"its test accuracy {accuracy:.2%} is not well above the documents' network's {documents:.2%}: "
-                "was it trained for a whole epoch?")
+                "train it for a whole epoch")
     return True
 
 
@@ -42,8 +42,8 @@ def batch_64_losses(answer, train_set):
         with torch.no_grad():
             first = nn.CrossEntropyLoss()(model(images), labels).item()
     if not math.isclose(float(answer[0]), first, rel_tol=1e-5):
-        return (f"the first loss is {float(answer[0]):.6f}, not {first:.6f}: seed 0, then the model, then the "
-                "batches of 64?")
+        return (f"the first loss is {float(answer[0]):.6f}, not {first:.6f}: seed 0 first, then the model, then "
+                "the batches of 64")
     return True
 
 

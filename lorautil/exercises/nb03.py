@@ -37,9 +37,9 @@ def linear3_only(answer, base, test):
     if adapted != ["linear3"]:
         return f"LoRA sits on {adapted or 'no layer'}, not on linear3 alone"
     if count_parameters(answer, trainable_only=True) != 2 * (128 + 10):
-        return f"{count_parameters(answer, trainable_only=True):,} parameters train, not 276: r = 2, biases frozen?"
+        return f"{count_parameters(answer, trainable_only=True):,} parameters train, not 276 (r = 2, biases frozen)"
     if evaluate(answer, test).accuracy_on(FINETUNE_DIGITS) <= evaluate(base, test).accuracy_on(FINETUNE_DIGITS):
-        return "the model has not learnt the fine-tuned digits: was it trained?"
+        return "the model is no better than the base model on the fine-tuned digits: train it"
     return True
 
 
