@@ -20,10 +20,10 @@ def first_rank_over_full(answer, base):
         return "give the rank as a whole number"
     full = count_parameters(base)
     expected = next(r for r in range(1, 10_000) if expected_lora_parameters(base, r) > full)
-    if answer == expected - 1:
-        return f"at r = {answer} LoRA trains {expected_lora_parameters(base, answer):,}, not more than {full:,}"
-    if answer != expected:
-        return f"at r = {answer} LoRA trains {expected_lora_parameters(base, int(answer)):,}, full fine-tuning {full:,}"
+    if answer > expected:
+        return f"at r = {answer} LoRA trains more than {full:,}, but a smaller rank already does"
+    if answer < expected:
+        return f"at r = {answer} LoRA trains {expected_lora_parameters(base, int(answer)):,}, not more than {full:,}"
     return True
 
 
@@ -49,9 +49,9 @@ def second_tuning_seed(answer, base, val_set, seed0):
     if max(accuracies) < evaluate(base, val_set).accuracy + 0.2:
         return "none of the models reads rotated digits much better than the base model: were they fine-tuned?"
     seed0_val = {row["lr"]: row["val"] for row in seed0}
-    if sum(accuracy == seed0_val[lr] for lr, accuracy in zip(LEARNING_RATES, accuracies)) >= 3:
+    if sum(accuracy == seed0_val[lr] for lr, accuracy in zip(LEARNING_RATES, accuracies, strict=True)) >= 3:
         return "these models score exactly as section 4's seed-0 runs: train them with seed 1"
-    best = [lr for lr, accuracy in zip(LEARNING_RATES, accuracies) if accuracy == max(accuracies)]
+    best = [lr for lr, accuracy in zip(LEARNING_RATES, accuracies, strict=True) if accuracy == max(accuracies)]
     if choice not in best:
         return f"on the validation split your seed-1 models do best at lr {best[0]:g}, not {choice}"
     return True

@@ -46,7 +46,8 @@ def alpha_or_learning_rate(answer, base, rows, val_set):
     expected = abs(accuracy - grid[1e-2]) < abs(accuracy - grid[3e-3])
     if not isinstance(closer_to_product, bool) or closer_to_product != expected:
         return (f"your model scores {accuracy:.1%} on validation; the run with the same product (lr 0.01) "
-                f"{grid[1e-2]:.1%}, the one with the same lr (0.003) {grid[3e-3]:.1%}: give True or False")
+                f"{grid[1e-2]:.1%}, the one with the same lr (0.003) {grid[3e-3]:.1%}: closer_to_product says "
+                f"whether it is nearer the first (True) or the second (False)")
     return True
 
 
@@ -54,7 +55,7 @@ def exact_update(base):
     """ΔW₁ = W₁Pᵀ − W₁ for the quarter turn P of lorautil.rotate_digits, in float64."""
     side = 28
     pixels = MNISTTensors(torch.arange(side * side, dtype=torch.float64)[None], torch.zeros(1, dtype=torch.long))
-    turn = rotate_digits(pixels).images[0].long()       # rotated image[p] = image[turn[p]], so (W₁Pᵀ)[:, p] = W₁[:, turn[p]]
+    turn = rotate_digits(pixels).images[0].long()   # rotated image[p] = image[turn[p]]: (W₁Pᵀ)[:, p] = W₁[:, turn[p]]
     W1 = base.linear1.weight.detach().double().cpu()
     return W1[:, turn] - W1
 

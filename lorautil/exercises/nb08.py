@@ -52,5 +52,5 @@ def amplification_linear2(answer, base, lora_model, full_delta):
     deltas = {"LoRA r=4": delta_weights(base, lora_model)["linear2"].cpu(), "full fine-tune": full_delta["linear2"]}
     for source, delta in deltas.items():
         if not close(answer[source], amplification(W, delta, 4), rtol=2e-3):
-            return f"{source}: {answer[source]} is not linear2's amplification factor at r = 4"
+            return f"{source}: {float(answer[source]):.3f} is not linear2's amplification factor at r = 4"
     return True
