@@ -46,5 +46,12 @@ html: $(INSTALLED)
 student: $(INSTALLED)
 	$(PY) tools/make_student.py --out student $(NOTEBOOKS)
 
+# Opt-in, not part of `make test`: every notebook run in headless Chromium through JupyterLab (tools/test_browser.py).
+# Needs the system's Chromium (Debian: apt-get install -y chromium); screenshots go to browser-screenshots/.
+BROWSER_ARGS ?=
+test-browser: data
+	$(PY) -m pip install --quiet -r requirements-browser.txt
+	$(PY) tools/test_browser.py $(BROWSER_ARGS) $(NOTEBOOKS)
+
 clean-data:
 	rm -rf data/MNIST data/*.pt data/adapters
