@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell
+from nbformat.v4 import new_code_cell
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUDENT_NOTE = ("*Student edition.* Each exercise has an answer cell: replace every `...` with your answer and run "
@@ -70,9 +70,10 @@ def student_notebook(nb, name):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
             cell.metadata.pop("execution", None)
-        cells.append(cell)
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("## Exercises"):
-            cells.append(new_markdown_cell(STUDENT_NOTE))
+            heading, _, rest = cell.source.lstrip().partition("\n")
+            cell.source = "\n\n".join(part for part in (heading, STUDENT_NOTE, rest.strip()) if part)
+        cells.append(cell)
     student = nbformat.from_dict(dict(nb))
     student.cells = cells
     return student
