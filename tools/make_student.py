@@ -26,9 +26,9 @@ def tags(cell):
 
 
 def without_solution(source, name):
-    """The answer cell's source: the solution cell's lines outside the BEGIN/END markers, under a new first line."""
-    lines, kept, inside = source.splitlines(), [], False
-    for line in lines:
+    """The lines of `source` outside the BEGIN/END markers: what the student's answer cell keeps."""
+    kept, inside = [], False
+    for line in source.splitlines():
         stripped = line.strip()
         if stripped == BEGIN:
             if inside:

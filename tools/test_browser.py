@@ -42,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab import lab_arguments  # noqa: E402  (tools/lab.py: the flags `make lab` uses)
+from run_notebooks import PROGRESS_BAR  # noqa: E402  (tqdm's text bar, as `make run` recognises it)
 
 DEFAULT_SCREENSHOTS = "browser-screenshots"
 DEFAULT_TIMEOUT = 600.0  # seconds per notebook; the slowest takes about 90 s alone on the course's 2-core CPU
@@ -75,7 +76,6 @@ REMOVED_VARIABLES = {
     "WAYLAND_DISPLAY": "JupyterLab would try to open a browser of its own",
 }
 
-PROGRESS_BAR = re.compile(r"\d+/\d+ \[")  # tqdm's text, as tools/run_notebooks.py: "100%|####| 200/200 [00:01<..."
 PLAIN_TQDM_IMPORT = re.compile(r"^\s*from\s+tqdm\s+import\s+(?:.*[\s,(])?tqdm\b(?!\s+as\b)", re.MULTILINE)
 PLAIN_TQDM_CALL = re.compile(r"(?<![\w.])tqdm\(")
 TQDM_NO_WIDGETS = "IProgress not found"  # tqdm's warning when it falls back to text for want of ipywidgets
@@ -128,15 +128,6 @@ def is_image_output(output):
 
 def text_of(value):
     return "".join(value) if isinstance(value, list) else (value or "")
-
-
-def stderr_text(outputs):
-    return "".join(text_of(o.get("text")) for o in outputs
-                   if o.get("output_type") == "stream" and o.get("name") == "stderr")
-
-
-def has_text_bar(outputs):
-    return bool(PROGRESS_BAR.search(stderr_text(outputs)))
 
 
 def calls_lorautil_tqdm(source):
