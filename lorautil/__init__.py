@@ -69,6 +69,7 @@ from .lora import (
 from .memory import training_memory
 from .model import LINEAR_LAYERS, DigitsNet, base_model_path, count_parameters, load_base_model, pretrain, save_state
 from .numerics import IDENTITY_RTOL, assert_identity, float64_copy, max_difference
+from .optim import FlatAdam
 from .plots import (
     moving_average,
     plot_confusion,
@@ -128,6 +129,7 @@ __all__ = [
     "finetune",
     "FINETUNE_DIGITS",
     "finetune_many",
+    "FlatAdam",
     "float64_copy",
     "freeze_all_but",
     "group_by",

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import lorautil
-from lorautil import finetune, finetune_many
+from lorautil import FlatAdam, finetune, finetune_many
 from lorautil.lora import many
 
 # The per-run options a sweep varies: ranks (one capped at linear3's 10 outputs, one set per layer),
@@ -132,7 +132,7 @@ def test_padding_gets_zero_gradients_and_stays_exactly_zero(recorded, data):
     assert checked >= 5  # padding or rank-0 models were there to check
 
 
-def test_stacked_adam_is_torch_adam_per_slice_bit_for_bit():
+def test_flat_adam_is_torch_adam_per_slice_bit_for_bit():
     for dtype in (torch.float32, torch.float64):
         generator = torch.Generator().manual_seed(0)
         ranks, lrs = [4, 4, 2, 0, 3], [1e-3, 1e-3, 3e-2, 1e-3, 1e-4]
@@ -142,7 +142,7 @@ def test_stacked_adam_is_torch_adam_per_slice_bit_for_bit():
         stacked.requires_grad_()
         slots = [(stacked, (slice(0, 2), slice(0, 4)), 1e-3), (stacked, (2, slice(0, 2)), 3e-2),
                  (stacked, (4, slice(0, 3)), 1e-4)]
-        ours = many.StackedAdam(slots)
+        ours = FlatAdam(slots)
         singles = [stacked[i, :rank].detach().clone().requires_grad_() for i, rank in enumerate(ranks)]
         theirs = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(singles, lrs, strict=True)])
         for step in range(30):

@@ -171,3 +171,54 @@ def test_a_step_limit_beyond_the_epochs_is_refused(train_set):
     data = lorautil.batches(train_set, 10, True, digits=[0])
     with pytest.raises(ValueError, match="needs epochs >= 2"):
         lorautil.train(lorautil.DigitsNet(), data, epochs=1, limit=len(data) + 1, progress=False)
+
+
+def torch_adam_losses(model, data, steps, lr):
+    """The plain loop with torch.optim.Adam, as notebook 02 writes it."""
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for x, y in itertools.islice(data, steps):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x.to(lorautil.model_dtype(model))), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("lora", [dict(r=None), dict(r=4, method="wrapper", init="standard_normal", alpha=1.0),
+                                  dict(r=2, method="parametrization"), dict(r=None, train_only=["linear3"])])
+def test_train_with_flat_adam_is_torch_adam_bit_for_bit(train_set, dtype, lora):
+    torch.manual_seed(0)
+    base = lorautil.DigitsNet().to(dtype)
+    data = lorautil.batches(train_set.first(4000), 10, shuffle=True)
+    ours = lorautil.trainable_copy(base, seed=1, **lora)
+    theirs = lorautil.trainable_copy(base, seed=1, **lora)
+    torch.manual_seed(2)
+    our_losses = lorautil.train(ours, data, limit=300, lr=3e-3, progress=False)
+    torch.manual_seed(2)
+    their_losses = torch_adam_losses(theirs, data, 300, lr=3e-3)
+    assert our_losses == their_losses
+    for (name, a), b in zip(ours.named_parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_flat_adam_refuses_a_step_without_gradients_and_mixed_dtypes():
+    used, unused = nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(2))
+    optimizer = lorautil.FlatAdam.over([used, unused], lr=0.1)
+    (used * 2).sum().backward()
+    with pytest.raises(RuntimeError, match="no gradient"):
+        optimizer.step()
+    with pytest.raises(ValueError, match="one dtype"):
+        lorautil.FlatAdam.over([used, nn.Parameter(torch.ones(2, dtype=torch.float64))], lr=0.1)
+
+
+def test_train_falls_back_to_torch_adam_for_mixed_dtypes(train_set):
+    torch.manual_seed(0)
+    model = lorautil.DigitsNet()
+    model.linear3.double()
+    model.linear3.register_forward_pre_hook(lambda module, args: (args[0].double(),))
+    model.register_forward_hook(lambda module, args, out: out.float())
+    losses = lorautil.train(model, lorautil.batches(train_set.first(100), 10, shuffle=True), progress=False)
+    assert len(losses) == 10 and model.linear3.weight.dtype == torch.float64

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import batches
+from ..optim import FlatAdam
 from .model import add_lora, lora_layers, resolve_targets
 
 # Options every run must share, so that the adapters' batches have the same size and stack.
@@ -77,51 +78,6 @@ class StackedLoRALinear(nn.Module):
     def extra_repr(self):
         n, r_max, _ = self.lora_A.shape
         return f"adapters={n}, r_max={r_max}"
-
-
-class StackedAdam:
-    """torch.optim.Adam's default update on slices of stacked tensors, with a learning rate per slice (notebook 05).
-
-    `slots` lists (stacked parameter, index, lr): parameter[index] is one or more adapters' factors,
-    unpadded. Adam works entry by entry, so updating each slice with its own lr is exactly n separate
-    torch.optim.Adam runs, bit for bit: the same operations in the same order as its default per-tensor
-    loop. The moments of all slices live in one flat tensor each, so that most operations are one call
-    over every adapter. The zero padding is left alone: it gets zero gradients (it multiplies zeros), so
-    Adam would keep it at zero anyway, and skipping it saves work (torch.sqrt is slow on zeros on a CPU).
-    """
-
-    def __init__(self, slots, betas=(0.9, 0.999), eps=1e-8):
-        self.slots = [(p, index) for p, index, _ in slots]
-        self.lrs = [float(lr) for _, _, lr in slots]
-        self.params = list({id(p): p for p, _ in self.slots}.values())
-        self.views = [p.detach()[index] for p, index in self.slots]  # share the parameters' memory
-        if len({(view.dtype, view.device) for view in self.views}) > 1:
-            raise ValueError("StackedAdam needs every slot on one device with one dtype")
-        sizes = [view.numel() for view in self.views]
-        like = self.views[0] if self.views else torch.empty(0)
-        # grad holds this step's gradients copied out of the padded ones; denom is scratch.
-        self.exp_avg, self.exp_avg_sq, self.grad, self.denom = (like.new_zeros(sum(sizes)) for _ in range(4))
-        self.grads, self.exp_avgs, self.denoms = ([part.view(view.shape) for part, view in
-                                                   zip(flat.split(sizes), self.views, strict=True)]
-                                                  for flat in (self.grad, self.exp_avg, self.denom))
-        self.betas, self.eps, self.steps = betas, eps, 0
-
-    def zero_grad(self):
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self):
-        beta1, beta2 = self.betas
-        self.steps += 1
-        bias_correction1, bias_correction2 = 1 - beta1 ** self.steps, 1 - beta2 ** self.steps
-        bias_correction2_sqrt = bias_correction2 ** 0.5
-        torch._foreach_copy_(self.grads, [p.grad[index] for p, index in self.slots])
-        self.exp_avg.lerp_(self.grad, 1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
-        torch.sqrt(self.exp_avg_sq, out=self.denom).div_(bias_correction2_sqrt).add_(self.eps)
-        # Each slot's own lr: param + (-lr / bias_correction1) * exp_avg / denom, as torch's addcdiv_ does it.
-        torch._foreach_addcdiv_(self.views, self.exp_avgs, self.denoms, [-lr / bias_correction1 for lr in self.lrs])
 
 
 def _finetune_defaults():
@@ -215,9 +171,12 @@ def _stack(base_model, models):
 
 
 def _slots(stacked, models, lrs):
-    """(stacked A or B, the index of some models' unpadded factors in it, their lr) for StackedAdam.
+    """(stacked A or B, the index of some models' unpadded factors in it, their lr) for FlatAdam.
 
     Neighbouring models with the same rank at a layer and the same lr share one slot: fewer, larger slices.
+    Updating each slice with its own lr is exactly n separate torch.optim.Adam runs, bit for bit. The zero
+    padding is left out: it gets zero gradients (it multiplies zeros), so Adam would keep it at zero anyway,
+    and skipping it saves work (torch.sqrt is slow on zeros on a CPU).
     """
     slots = []
     for name, layer in stacked.named_modules():
@@ -278,13 +237,13 @@ def finetune_many(base_model, train_set, configs, progress=False, **common):
         models.append(trainable_copy(base_model, run["r"], run["seed"], None, **lora_options))
         orders.append([data.order() for _ in range(epochs)])
 
-    # Models with the same lr and ranks sit side by side in the stack, so that StackedAdam updates them as one
+    # Models with the same lr and ranks sit side by side in the stack, so that FlatAdam updates them as one
     # slice; their order in the stack changes nothing else.
     place = sorted(range(len(runs)), key=lambda i: (runs[i]["lr"], [(name, lora.r) for name, lora in
                                                                     lora_layers(models[i])]))
     models, orders, lrs = [models[i] for i in place], [orders[i] for i in place], [runs[i]["lr"] for i in place]
     stacked = _stack(base_model, models)
-    losses = _train_stacked(stacked, StackedAdam(_slots(stacked, models, lrs)), data, orders, steps, progress)
+    losses = _train_stacked(stacked, FlatAdam(_slots(stacked, models, lrs)), data, orders, steps, progress)
     _unstack(stacked, models)
     results = [None] * len(runs)
     for column, i in enumerate(place):
