@@ -8,7 +8,7 @@ class FlatAdam:
     torch.optim.Adam's default CPU loop makes about seven calls per parameter tensor per step, and on
     DigitsNet's small tensors those calls, not the arithmetic, take most of the time. Adam works entry
     by entry, so keeping every tensor's moments side by side in one flat tensor and updating them in one
-    call each gives the same numbers, bit for bit (tests/test_training.py checks it on every CPU kernel
+    call each gives the same numbers, bit for bit (tests/test_models_training.py checks it on every CPU kernel
     set), with eight calls per step whatever the number of tensors.
 
     `slots` lists (tensor, index, lr): tensor[index] is updated with learning rate lr from tensor.grad[index]
