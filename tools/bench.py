@@ -71,6 +71,15 @@ def optimizer_state_bytes(optimizer):
                for t in state.values() if torch.is_tensor(t) and t.dim() > 0)
 
 
+def timed_finetune(base, train_set, r, steps, torch_adam):
+    """(model, seconds, optimizer) of a fine-tune with torch.optim.Adam, or with train's FlatAdam (optimizer None)."""
+    model = trainable_copy(base, r, seed=0, cap_rank=True)  # seeds 0: every run draws the same A and batches
+    # Made here rather than inside train() so that its state can be measured afterwards.
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3) if torch_adam else None
+    data = batches(train_set, 10, shuffle=True, digits=FINETUNE_DIGITS)
+    return model, timed(train, model, data, 1, steps, 1e-3, False, None, optimizer)[1], optimizer
+
+
 def compare_finetuning(base, train_set, ranks=(1, 2, 4, 8, 16, 64), steps=400, repeats=3):
     """Part 2: step time (torch.optim.Adam and train's FlatAdam) and Adam state of full fine-tuning and LoRA."""
     print(f"\n2. Fine-tuning step time and Adam state, {steps} steps of batch 10 on digits "
@@ -79,21 +88,14 @@ def compare_finetuning(base, train_set, ranks=(1, 2, 4, 8, 16, 64), steps=400, r
     rows = {}
     for _ in range(repeats):  # interleave the settings so that machine noise hits them all alike
         for label, r in settings:
-            models, seconds = [], []
-            for optimizer_kind in (torch.optim.Adam, None):  # None: train()'s default, FlatAdam
-                model = trainable_copy(base, r, seed=0, cap_rank=True)  # r=None ignores LoRA options
-                # Made here rather than inside train() so that its state can be measured afterwards.
-                optimizer = optimizer_kind and optimizer_kind([p for p in model.parameters() if p.requires_grad],
-                                                              lr=1e-3)
-                data = batches(train_set, 10, shuffle=True, digits=FINETUNE_DIGITS)
-                seconds.append(timed(train, model, data, 1, steps, 1e-3, False, None, optimizer)[1])
-                models.append(model)
-                if optimizer is not None:
-                    state = optimizer_state_bytes(optimizer)
-            if not all(torch.equal(a, b) for a, b in zip(*(m.parameters() for m in models), strict=True)):
+            (torch_model, torch_seconds, adam), (flat_model, flat_seconds, _) = (
+                timed_finetune(base, train_set, r, steps, torch_adam) for torch_adam in (True, False))
+            pairs = zip(torch_model.parameters(), flat_model.parameters(), strict=True)
+            if not all(torch.equal(a, b) for a, b in pairs):
                 raise SystemExit(f"{label}: FlatAdam and torch.optim.Adam trained different weights")
-            best = [min(s, b) for s, b in zip(seconds, rows.get(label, (None, [float("inf")] * 2))[1], strict=True)]
-            rows[label] = (count_parameters(models[0], trainable_only=True), best, state)
+            best = [min(s, b) for s, b in zip((torch_seconds, flat_seconds),
+                                              rows.get(label, (None, [float("inf")] * 2))[1], strict=True)]
+            rows[label] = (count_parameters(torch_model, trainable_only=True), best, optimizer_state_bytes(adam))
     full_params, (full_seconds, _), full_bytes = rows["full fine-tuning"]
     print(f"   {'setting':<17}{'trainable':>10}{'ms/step':>9}{'vs full':>9}{'FlatAdam':>10}{'ratio':>7}"
           f"{'Adam state':>12}{'vs full':>9}")
